@@ -1,0 +1,1 @@
+"""Register profiles, one YAML file per panel model."""

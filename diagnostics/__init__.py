@@ -1,0 +1,1 @@
+"""Diagnostics: fault rules, debouncing, root cause, tickets and their service clocks."""

@@ -1,0 +1,105 @@
+"""Service clocks of the after-sales promise, as pure arithmetic over a ticket's stamps.
+
+Every clock runs from detection (`opened_at`) except repair, which runs from arrival on
+site: equipment (detector, repeater, host, controller) 3 days, accessories 1 day. Until the
+engineer arrives, the repair due time is provisional: arrival due + repair allowance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+Area = Literal["city", "suburb"]
+RepairClass = Literal["equipment", "accessory"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePolicy:
+    """The integrator's written promise (shared/seed/after-sales-service-promise.txt)."""
+
+    response: timedelta = timedelta(hours=1)
+    arrival_city: timedelta = timedelta(hours=2)
+    arrival_suburb: timedelta = timedelta(hours=12)
+    repair_equipment: timedelta = timedelta(days=3)
+    repair_accessory: timedelta = timedelta(days=1)
+    warranty_months: int = 12
+
+    def arrival(self, area: Area) -> timedelta:
+        return self.arrival_city if area == "city" else self.arrival_suburb
+
+    def repair(self, repair_class: RepairClass) -> timedelta:
+        return self.repair_equipment if repair_class == "equipment" else self.repair_accessory
+
+
+class ClockState(StrEnum):
+    RUNNING = "running"  # not stopped, not yet due
+    BREACHED = "breached"  # past due and not stopped, or stopped late
+    MET = "met"  # stopped on time
+    NOT_NEEDED = "not_needed"  # e.g. arrival, when the fault was fixed remotely
+
+
+@dataclass(frozen=True, slots=True)
+class ClockStatus:
+    name: str  # response | arrival | repair
+    due: datetime
+    stopped_at: datetime | None
+    state: ClockState
+    remaining_s: float  # at `now` while running; at the stop once stopped; negative = late
+    provisional: bool = False  # due time will move once an earlier stamp is known
+
+
+@dataclass(frozen=True, slots=True)
+class Stamps:
+    """The stamps of a ticket that the clocks need."""
+
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    on_site_at: datetime | None
+    resolved_at: datetime | None
+
+
+def _clock(name: str, due: datetime, stop: datetime | None, now: datetime, provisional: bool = False) -> ClockStatus:
+    if stop is None:
+        left = (due - now).total_seconds()
+        return ClockStatus(name, due, None, ClockState.RUNNING if left >= 0 else ClockState.BREACHED, left, provisional)
+    left = (due - stop).total_seconds()
+    return ClockStatus(name, due, stop, ClockState.MET if left >= 0 else ClockState.BREACHED, left, provisional)
+
+
+def clocks(
+    stamps: Stamps, area: Area, repair_class: RepairClass, now: datetime, policy: ServicePolicy = ServicePolicy()
+) -> tuple[ClockStatus, ClockStatus, ClockStatus]:
+    """Response, arrival and repair clocks of one ticket as seen at `now`."""
+    response = _clock("response", stamps.opened_at + policy.response, stamps.acknowledged_at, now)
+    arrival_due = stamps.opened_at + policy.arrival(area)
+    if stamps.on_site_at is None and stamps.resolved_at is not None:
+        arrival = ClockStatus("arrival", arrival_due, stamps.resolved_at, ClockState.NOT_NEEDED, 0.0)
+        repair_due = stamps.opened_at + policy.repair(repair_class)
+        repair = _clock("repair", repair_due, stamps.resolved_at, now)
+        return response, arrival, repair
+    arrival = _clock("arrival", arrival_due, stamps.on_site_at, now)
+    base = stamps.on_site_at or arrival_due
+    repair = _clock("repair", base + policy.repair(repair_class), stamps.resolved_at, now, stamps.on_site_at is None)
+    return response, arrival, repair
+
+
+def add_months(day: date, months: int) -> date:
+    """Same day of month `months` later, clamped to the month's end (31 Jan + 1 = 28/29 Feb)."""
+    y, m = divmod(day.month - 1 + months, 12)
+    year, month = day.year + y, m + 1
+    for d in (day.day, 30, 29, 28):
+        try:
+            return date(year, month, min(day.day, d))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def in_warranty(commissioned_on: date | None, on: date, policy: ServicePolicy = ServicePolicy()) -> bool | None:
+    """Parts and labour free while True; after it labour is free and parts are charged."""
+    if commissioned_on is None:
+        return None
+    return on < add_months(commissioned_on, policy.warranty_months)

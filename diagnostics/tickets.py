@@ -1,0 +1,131 @@
+"""Remote-diagnosis tickets: one per fault episode, with a lifecycle table.
+
+States run open -> acknowledged (the response) -> dispatched -> on_site (the arrival) ->
+resolved -> closed. A fault fixed remotely may go acknowledged -> resolved. Each state has
+its stamp; an illegal move raises `IllegalTransition`. A fault that restores marks the
+ticket restored; only a person closes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from .sla import Area, ClockStatus, RepairClass, ServicePolicy, Stamps, clocks
+
+
+class TicketState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    DISPATCHED = "dispatched"
+    ON_SITE = "on_site"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+# The whole lifecycle: state -> states it may move to.
+TRANSITIONS: Mapping[TicketState, frozenset[TicketState]] = {
+    TicketState.OPEN: frozenset({TicketState.ACKNOWLEDGED}),
+    TicketState.ACKNOWLEDGED: frozenset({TicketState.DISPATCHED, TicketState.RESOLVED}),
+    TicketState.DISPATCHED: frozenset({TicketState.ON_SITE}),
+    TicketState.ON_SITE: frozenset({TicketState.RESOLVED}),
+    TicketState.RESOLVED: frozenset({TicketState.CLOSED}),
+    TicketState.CLOSED: frozenset(),
+}
+
+# Ticket attribute that stamps entering each state.
+STAMP = {
+    TicketState.ACKNOWLEDGED: "acknowledged_at",
+    TicketState.DISPATCHED: "dispatched_at",
+    TicketState.ON_SITE: "on_site_at",
+    TicketState.RESOLVED: "resolved_at",
+    TicketState.CLOSED: "closed_at",
+}
+
+
+class TicketError(Exception):
+    """Base of ticket errors."""
+
+
+class IllegalTransition(TicketError):
+    def __init__(self, ticket_id: int | None, state: TicketState, to: TicketState) -> None:
+        allowed = ", ".join(sorted(TRANSITIONS[state])) or "nothing (closed)"
+        super().__init__(f"ticket {ticket_id}: cannot go from {state} to {to}; from {state} it may go to {allowed}")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A failure report with what the service rules ask of one: cause, time, nature, type,
+    location, degree of impact and what the user has already done."""
+
+    id: int | None
+    site_id: str
+    device_id: str
+    device_kind: str
+    fault: str
+    title: str  # nature of the fault
+    location: str
+    area: Area
+    repair_class: RepairClass
+    impact: str  # degree of impact, in words
+    opened_at: datetime  # detection time: the first observation of the fault
+    raised_at: datetime  # when the debounce confirmed it
+    contact_id: int | None = None
+    sia: tuple[str, str] | None = None
+    state: TicketState = TicketState.OPEN
+    acknowledged_at: datetime | None = None
+    dispatched_at: datetime | None = None
+    on_site_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    fault_active: bool = True
+    restored_at: datetime | None = None
+    occurrences: int = 1
+    affected: tuple[str, ...] = ()  # devices behind the root cause
+    casualties: tuple[str, ...] = ()  # of those, the ones seen lost
+    evidence: Mapping[str, float | int | bool] = field(default_factory=dict)
+    cause: str = ""
+    user_action: str = ""
+    in_warranty: bool | None = None
+    version: int = 1  # bumped on every change, so consumers can order and de-duplicate
+
+    def clocks(self, now: datetime, policy: ServicePolicy = ServicePolicy()) -> tuple[ClockStatus, ...]:
+        stamps = Stamps(self.opened_at, self.acknowledged_at, self.on_site_at, self.resolved_at)
+        return clocks(stamps, self.area, self.repair_class, now, policy)
+
+    def moved(self, to: TicketState, at: datetime) -> Ticket:
+        """This ticket after moving to `to` at `at`; raises IllegalTransition."""
+        if to not in TRANSITIONS[self.state]:
+            raise IllegalTransition(self.id, self.state, to)
+        stamps = {STAMP[to]: at}
+        return dataclasses.replace(self, state=to, version=self.version + 1, **stamps)  # type: ignore[arg-type]
+
+    def restored(self, at: datetime) -> Ticket:
+        return dataclasses.replace(self, fault_active=False, restored_at=at, version=self.version + 1)
+
+    def recurred(self) -> Ticket:
+        """The same fault came back before the ticket was closed: same episode."""
+        return dataclasses.replace(
+            self, fault_active=True, restored_at=None, occurrences=self.occurrences + 1, version=self.version + 1
+        )
+
+    def with_casualty(self, device_id: str) -> Ticket:
+        if device_id in self.casualties:
+            return self
+        return dataclasses.replace(self, casualties=(*self.casualties, device_id), version=self.version + 1)
+
+
+def impact_of(fault: str, device_kind: str, affected: int) -> str:
+    """Degree of impact in the words a dispatcher uses."""
+    if fault == "comm_loss" and device_kind == "host":
+        return f"critical: site unmonitored, {affected} devices unreachable"
+    if fault == "comm_loss" and affected:
+        return f"high: {affected} devices behind it unreachable"
+    if device_kind == "smoke_detector" and fault in ("comm_loss", "fire_trouble", "sensor_fault"):
+        return "high: fire detection lost at this point"
+    if fault in ("comm_loss", "rf_jamming", "mains_loss", "tamper", "sensor_fault"):
+        return "medium: protection degraded"
+    return "low: advisory, protection still in place"

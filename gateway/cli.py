@@ -1,0 +1,238 @@
+"""The `alarmgw` command: run, simulate, demo, tickets, check-config.
+
+Exit codes: 0 done, 1 operation refused (e.g. an illegal ticket move), 2 bad input
+(config file, arguments, unknown ticket), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from alarmgw import __version__
+from alarmgw.yamlfile import ConfigError
+from diagnostics.tickets import IllegalTransition, Ticket, TicketState
+
+from .config import LoadedSite, load_site
+from .store import Store, StoreError, TicketNotFound, iso
+from .ticketing import move_ticket
+
+log = logging.getLogger("alarmgw")
+
+MOVES = {
+    "ack": TicketState.ACKNOWLEDGED,
+    "dispatch": TicketState.DISPATCHED,
+    "arrive": TicketState.ON_SITE,
+    "resolve": TicketState.RESOLVED,
+    "close": TicketState.CLOSED,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alarmgw", description="Site gateway for wireless fire and burglar alarm systems.")
+    p.add_argument("--version", action="version", version=f"alarmgw {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the gateway against a site's equipment")
+    run.add_argument("-c", "--config", required=True, type=Path, help="site file (YAML)")
+    run.add_argument("--db", type=Path, help="ticket store; overrides store.path of the site file")
+
+    sim = sub.add_parser("simulate", help="run the hardware simulator for a site file")
+    sim.add_argument("-c", "--config", required=True, type=Path, help="site file (YAML)")
+    sim.add_argument("--scenario", type=Path, help="fault scenario (YAML)")
+    sim.add_argument("--seed", type=int, default=1, help="model seed when the scenario names none")
+    sim.add_argument("--duration", type=float, help="stop after this many seconds")
+
+    demo = sub.add_parser("demo", help="simulated site + gateway + live view in one process")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--db", type=Path, help="ticket store (default: a fresh file in a temporary folder)")
+    demo.add_argument("--seed", type=int, help="override the demo scenario's seed")
+    demo.add_argument("--plain", action="store_true", help="print ticket events as lines instead of the live view")
+
+    tk = sub.add_parser("tickets", help="read and move tickets in the local store")
+    tsub = tk.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lst = tsub.add_parser("list", help="tickets with their clocks")
+    lst.add_argument("--json", action="store_true", help="print a JSON array")
+    lst.add_argument("--open", action="store_true", help="leave closed tickets out")
+    _store_args(lst)
+    show = tsub.add_parser("show", help="one ticket with its history")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+    _store_args(show)
+    for name, state in MOVES.items():
+        mv = tsub.add_parser(name, help=f"move a ticket to {state.value}")
+        mv.add_argument("id", type=int)
+        mv.add_argument("--note", default="", help="what was done or said")
+        mv.add_argument("--by", default="cli", help="who did it")
+        _store_args(mv)
+
+    chk = sub.add_parser("check-config", help="validate a site file")
+    chk.add_argument("file", type=Path)
+    return p
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--db", type=Path, help="ticket store file")
+    g.add_argument("-c", "--config", type=Path, help="take the store path from this site file")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # The demo's screen is its output; elsewhere the log is (journald picks up stderr).
+    quiet = args.command in ("demo", "tickets", "check-config")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # pymodbus logs every missed answer at error level; our links report those themselves.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    err = Console(stderr=True)
+    try:
+        if args.command == "check-config":
+            return cmd_check_config(args.file)
+        if args.command == "tickets":
+            return cmd_tickets(args)
+        if args.command == "run":
+            return asyncio.run(cmd_run(load_site(args.config), args.db))
+        if args.command == "simulate":
+            from .simulate import simulate
+
+            return asyncio.run(simulate(load_site(args.config), args.scenario, args.seed, args.duration))
+        if args.command == "demo":
+            from .demo import demo
+
+            return asyncio.run(demo(args.duration, args.db, args.seed, args.plain))
+    except ConfigError as exc:
+        err.print(f"[bold red]config error[/]: {exc}", highlight=False)
+        return 2
+    except (StoreError, TicketNotFound) as exc:
+        err.print(f"[bold red]store error[/]: {exc}", highlight=False)
+        return 2
+    except IllegalTransition as exc:
+        err.print(f"[bold red]refused[/]: {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def cmd_check_config(path: Path) -> int:
+    site = load_site(path)
+    cfg = site.config
+    n = len(cfg.devices())
+    print(f"{path}: ok: site {cfg.site.id}, {len(cfg.hosts)} host(s), {n} devices, store {site.store_path}")
+    return 0
+
+
+async def cmd_run(site: LoadedSite, db: Path | None) -> int:
+    from .service import Gateway
+
+    store = Store(db) if db else None
+    async with Gateway(site, store=store) as gw:
+        try:
+            await gw.run()
+        except asyncio.CancelledError:
+            pass
+    return 0
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    if args.db is not None:
+        path = args.db
+    elif args.config is not None:
+        path = load_site(args.config).store_path
+    else:
+        path = Path("alarmgw.db")
+    if not path.exists():
+        raise StoreError(f"{path}: no such ticket store (give --db PATH or -c SITE.yaml)")
+    return Store(path)
+
+
+def ticket_json(t: Ticket, now: datetime) -> dict[str, object]:
+    """A ticket for scripts: every stamp and clock due time in ISO 8601 UTC."""
+    clocks = {}
+    for c in t.clocks(now):
+        clocks[c.name] = {
+            "due": iso(c.due),
+            "state": c.state.value,
+            "remaining_s": round(c.remaining_s, 1),
+            "stopped_at": iso(c.stopped_at) if c.stopped_at else None,
+            "provisional": c.provisional,
+        }
+    stamps = {
+        k: (iso(v) if v else None)
+        for k, v in (
+            ("acknowledged_at", t.acknowledged_at), ("dispatched_at", t.dispatched_at), ("on_site_at", t.on_site_at),
+            ("resolved_at", t.resolved_at), ("closed_at", t.closed_at), ("restored_at", t.restored_at),
+        )
+    }
+    return {
+        "id": t.id,
+        "site": t.site_id,
+        "device": t.device_id,
+        "device_kind": t.device_kind,
+        "fault": t.fault,
+        "title": t.title,
+        "state": t.state.value,
+        "opened_at": iso(t.opened_at),
+        "raised_at": iso(t.raised_at),
+        **stamps,
+        "clocks": clocks,
+        "fault_active": t.fault_active,
+        "occurrences": t.occurrences,
+        "location": t.location,
+        "impact": t.impact,
+        "repair_class": t.repair_class,
+        "contact_id": t.contact_id,
+        "sia": list(t.sia) if t.sia else None,
+        "affected": list(t.affected),
+        "casualties": list(t.casualties),
+        "evidence": dict(t.evidence),
+        "cause": t.cause,
+        "user_action": t.user_action,
+        "in_warranty": t.in_warranty,
+        "version": t.version,
+    }
+
+
+def cmd_tickets(args: argparse.Namespace) -> int:
+    from .live import tickets_table
+
+    out = Console()
+    with _open_store(args) as store:
+        if args.action == "list":
+            tickets = store.tickets(include_closed=not args.open)
+            if args.json:
+                print(json.dumps([ticket_json(t, datetime.now(UTC)) for t in tickets], indent=2))
+            else:
+                out.print(tickets_table(tickets, datetime.now(UTC)))
+            return 0
+        if args.action == "show":
+            t = store.get(args.id)
+            data = ticket_json(t, datetime.now(UTC))
+            data["history"] = store.history(args.id)
+            if args.json:
+                print(json.dumps(data, indent=2))
+            else:
+                for k, v in data.items():
+                    out.print(f"[bold]{k}[/]: {v}", highlight=False)
+            return 0
+        before = store.get(args.id)
+        moved = move_ticket(store, args.id, MOVES[args.action], datetime.now(UTC), actor=args.by, note=args.note)
+        out.print(f"ticket {moved.id}: {before.state.value} -> {moved.state.value}")
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

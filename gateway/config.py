@@ -1,0 +1,181 @@
+"""The site file: one YAML document describing a site, its hosts and devices.
+
+Validated with pydantic; unknown keys are errors. `load_site()` raises `ConfigError` whose
+message names the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from alarmgw.model import Device, DeviceKind
+from alarmgw.yamlfile import ConfigError, load_yaml_model
+from diagnostics.rules import DEFAULT_FAULTS_FILE
+from drivers.modbus_map import Profile, load_profile
+
+Seconds = Annotated[float, Field(gt=0)]
+Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+# Fire devices must be reported lost within 300 s (EN 54-25); the window plus a poll and
+# the debounce has to fit inside that, so the default leaves room for both.
+DEFAULT_SUPERVISION_S: dict[str, float | None] = {
+    "smoke_detector": 200.0,
+    "pir_detector": 3600.0,  # EN 50131 practice: 1-2 h for intruder devices
+    "repeater": 120.0,
+    "remote_control": None,  # hand-held: it only speaks when pressed
+    "siren": 3600.0,
+    "host": None,  # the gateway talks to the host directly; see link_lost
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteInfo(_Strict):
+    id: Ident
+    name: str = ""
+    address: str = ""
+    area: Literal["city", "suburb"] = "city"  # sets the arrival clock: 2 h or 12 h
+    commissioned_on: date | None = None  # warranty runs 12 months from it
+
+
+class StoreConfig(_Strict):
+    path: Path = Path("alarmgw.db")
+
+
+class PollConfig(_Strict):
+    interval_s: Seconds = 5.0
+    timeout_s: Seconds = 1.0
+    retries: int = Field(default=1, ge=0, le=5)
+    backoff_initial_s: Seconds = 1.0
+    backoff_max_s: Seconds = 60.0
+
+
+class ModbusTcpEndpoint(_Strict):
+    address: str = "127.0.0.1"
+    port: int = Field(default=502, ge=1, le=65535)
+    unit: int = Field(default=1, ge=0, le=247)
+
+
+class DeviceConfig(_Strict):
+    id: Ident
+    kind: DeviceKind
+    slot: int = Field(ge=1, le=8000)
+    parent: Ident | None = None  # a repeater on the same host; the host when omitted
+    location: str = ""
+    model: str = ""
+    commissioned_on: date | None = None
+    poll_interval_s: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _not_host(self) -> DeviceConfig:
+        if self.kind is DeviceKind.HOST:
+            raise ValueError("kind: a host is declared under hosts, not under devices")
+        return self
+
+
+class HostConfig(_Strict):
+    id: Ident
+    model: str  # the register profile, config/profiles/<model>.yaml
+    location: str = ""
+    commissioned_on: date | None = None
+    modbus: ModbusTcpEndpoint
+    poll_interval_s: Seconds | None = None
+    devices: list[DeviceConfig] = []
+
+
+class SiteConfig(_Strict):
+    site: SiteInfo
+    store: StoreConfig = StoreConfig()
+    poll: PollConfig = PollConfig()
+    supervision_s: dict[DeviceKind, Seconds | None] = {}
+    faults_file: Path | None = None  # replaces the built-in fault table
+    profiles_dir: Path | None = None  # looked in before the built-in profiles
+    hosts: list[HostConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _topology(self) -> SiteConfig:
+        seen: dict[str, str] = {}
+        for hi, host in enumerate(self.hosts):
+            where = f"hosts[{hi}]"
+            if host.id in seen:
+                raise ValueError(f"{where}.id: {host.id!r} already used by {seen[host.id]}")
+            seen[host.id] = where
+            slots: dict[int, str] = {}
+            kinds = {d.id: d.kind for d in host.devices}
+            for di, dev in enumerate(host.devices):
+                dwhere = f"{where}.devices[{di}]"
+                if dev.id in seen:
+                    raise ValueError(f"{dwhere}.id: {dev.id!r} already used by {seen[dev.id]}")
+                seen[dev.id] = dwhere
+                if dev.slot in slots:
+                    raise ValueError(f"{dwhere}.slot: slot {dev.slot} already used by {slots[dev.slot]}")
+                slots[dev.slot] = dev.id
+            for di, dev in enumerate(host.devices):
+                if dev.parent is None or dev.parent == host.id:
+                    continue
+                if kinds.get(dev.parent) is not DeviceKind.REPEATER:
+                    raise ValueError(
+                        f"{where}.devices[{di}].parent: {dev.parent!r} is not a repeater on host {host.id!r}"
+                    )
+        return self
+
+    def supervision(self) -> dict[str, float | None]:
+        out = dict(DEFAULT_SUPERVISION_S)
+        out.update({k.value: v for k, v in self.supervision_s.items()})
+        return out
+
+    def devices(self) -> list[Device]:
+        """Every device of the site in the common model, hosts first."""
+        out = []
+        for h in self.hosts:
+            out.append(Device(h.id, DeviceKind.HOST, h.id, None, h.location, h.model, h.commissioned_on))
+            for d in h.devices:
+                out.append(
+                    Device(
+                        d.id, d.kind, h.id, d.parent or h.id, d.location, d.model or h.model,
+                        d.commissioned_on or h.commissioned_on or self.site.commissioned_on,
+                    )
+                )
+        return out
+
+
+class LoadedSite:
+    """A validated site file with the paths it refers to resolved against its folder."""
+
+    def __init__(self, path: Path, config: SiteConfig) -> None:
+        self.path = path
+        self.config = config
+        base = path.parent
+        self.store_path = config.store.path if config.store.path.is_absolute() else base / config.store.path
+        self.faults_file = (base / config.faults_file) if config.faults_file else DEFAULT_FAULTS_FILE
+        self.profiles: dict[str, Profile] = {}
+        for hi, host in enumerate(config.hosts):
+            if host.model not in self.profiles:
+                self.profiles[host.model] = find_profile(host.model, config.profiles_dir and base / config.profiles_dir, path, f"hosts[{hi}].model")
+
+
+def builtin_profiles_dir() -> Path:
+    return Path(str(resources.files("alarmgw.config").joinpath("profiles")))
+
+
+def find_profile(model: str, extra_dir: Path | None, site_path: Path, key: str) -> Profile:
+    dirs = [d for d in (extra_dir, builtin_profiles_dir()) if d is not None]
+    for d in dirs:
+        candidate = d / f"{model}.yaml"
+        if candidate.is_file():
+            return load_profile(candidate)
+    looked = ", ".join(str(d) for d in dirs)
+    raise ConfigError(site_path, f"{key}: no profile {model!r} (looked for {model}.yaml in {looked})")
+
+
+def load_site(path: Path | str) -> LoadedSite:
+    """Read, validate and resolve a site file; raises `ConfigError`."""
+    p = Path(path)
+    return LoadedSite(p, load_yaml_model(p, SiteConfig))

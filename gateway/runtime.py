@@ -1,0 +1,51 @@
+"""Process plumbing shared by the long-running commands: stop on SIGTERM or after a while."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on `address`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+async def run_until_stopped(tasks: Sequence[Callable[[], Awaitable[object]]], duration: float | None) -> None:
+    """Run the tasks together until one fails, `duration` passes, or SIGTERM arrives.
+
+    Ctrl-C (SIGINT) cancels the main task through asyncio.run, which ends here the same way.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(duration):
+                async with asyncio.TaskGroup() as tg:
+                    for t in tasks:
+                        tg.create_task(t())  # type: ignore[arg-type]
+                    tg.create_task(_raise_when(stop))
+    except* _Stopped:
+        pass
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+class _Stopped(Exception):
+    pass
+
+
+async def _raise_when(event: asyncio.Event) -> None:
+    await event.wait()
+    raise _Stopped
+
+
+__all__ = ["free_port", "run_until_stopped"]

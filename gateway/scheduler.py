@@ -1,0 +1,64 @@
+"""The poll scheduler: each job runs at its own interval, phases staggered, supervised.
+
+A job that raises is logged and counted, and runs again at its next tick: one bad poll
+never ends the loop. A tick that is missed because a poll ran long is skipped, not queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from alarmgw.clock import Clock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class PollJob:
+    name: str
+    interval_s: float
+    run: Callable[[], Awaitable[None]]
+    phase_s: float = 0.0
+    runs: int = 0
+    errors: int = 0
+    skipped: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # set after every run
+
+
+def stagger(jobs: Sequence[PollJob]) -> None:
+    """Spread jobs over their interval so that no two hosts are polled at the same instant."""
+    n = len(jobs)
+    for i, job in enumerate(jobs):
+        job.phase_s = job.interval_s * i / n if n else 0.0
+
+
+async def run_job(job: PollJob, clock: Clock) -> None:
+    """Run one job forever (until cancelled)."""
+    next_at = clock.monotonic() + job.phase_s
+    while True:
+        await clock.sleep_until(next_at)
+        try:
+            await job.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            job.errors += 1
+            log.exception("poll job %s failed; it runs again at its next tick", job.name)
+        job.runs += 1
+        job.done.set()
+        job.done = asyncio.Event()
+        next_at += job.interval_s
+        now = clock.monotonic()
+        if next_at <= now:
+            missed = int((now - next_at) // job.interval_s) + 1
+            job.skipped += missed
+            next_at += missed * job.interval_s
+
+
+async def run_jobs(jobs: Sequence[PollJob], clock: Clock) -> None:
+    async with asyncio.TaskGroup() as tg:
+        for job in jobs:
+            tg.create_task(run_job(job, clock), name=f"poll:{job.name}")

@@ -1,0 +1,129 @@
+"""The gateway service: wires drivers, diagnostics, tickets and the store for one site."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from alarmgw.clock import Clock, SystemClock
+from alarmgw.model import Device, DeviceKind, Reading
+from diagnostics.engine import Diagnoser, FaultChange
+from diagnostics.rules import load_fault_table
+from diagnostics.tickets import Ticket
+from drivers.backoff import Backoff
+from drivers.modbus_tcp import HostPoller, ModbusTcpLink
+
+from .bus import Bus
+from .config import LoadedSite
+from .scheduler import PollJob, run_jobs, stagger
+from .store import Store
+from .ticketing import TicketDesk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketEvent:
+    """A ticket was opened or changed by the gateway (published on the bus)."""
+
+    action: str  # opened | changed
+    ticket: Ticket
+    at: datetime
+
+
+class Gateway:
+    """One site's gateway. `async with Gateway(site) as gw: await gw.run()`."""
+
+    def __init__(self, site: LoadedSite, clock: Clock | None = None, store: Store | None = None) -> None:
+        self.site = site
+        self.clock = clock or SystemClock()
+        cfg = site.config
+        self.devices: dict[str, Device] = {d.id: d for d in cfg.devices()}
+        self.table = load_fault_table(site.faults_file)
+        self.diagnoser = Diagnoser(self.devices.values(), self.table, cfg.supervision())
+        self.store = store or Store(site.store_path)
+        self.desk = TicketDesk(self.store, cfg.site, self.devices, self.table)
+        self.diagnoser.restore(self.store.active_faults())
+        self.latest: dict[str, Reading] = {}
+        self.tickets: Bus[TicketEvent] = Bus()
+        self.faults: Bus[FaultChange] = Bus()
+        self.readings_seen = 0
+        self.links: list[ModbusTcpLink] = []
+        self.jobs: list[PollJob] = []
+        self._build_pollers()
+
+    def _build_pollers(self) -> None:
+        cfg = self.site.config
+        for host in cfg.hosts:
+            link = ModbusTcpLink(
+                host.id, host.modbus.address, host.modbus.port, host.modbus.unit, self.clock,
+                timeout_s=cfg.poll.timeout_s, retries=cfg.poll.retries,
+                backoff=Backoff(cfg.poll.backoff_initial_s, cfg.poll.backoff_max_s),
+            )
+            self.links.append(link)
+            host_interval = host.poll_interval_s or cfg.poll.interval_s
+            slots: list[tuple[Device, int]] = [(self.devices[host.id], 0)]
+            groups: dict[float, list[str]] = {host_interval: [host.id]}
+            for d in host.devices:
+                slots.append((self.devices[d.id], d.slot))
+                groups.setdefault(d.poll_interval_s or host_interval, []).append(d.id)
+            poller = HostPoller(self.devices[host.id], link, self.site.profiles[host.model], slots, self.clock)
+            for interval, ids in sorted(groups.items()):
+                self.jobs.append(self._job(f"{host.id}@{interval:g}s", interval, poller, ids))
+        stagger(self.jobs)
+
+    def _job(self, name: str, interval: float, poller: HostPoller, ids: Sequence[str]) -> PollJob:
+        plan = poller.plan(ids)
+
+        async def run() -> None:
+            self.ingest(await poller.poll(plan))
+
+        return PollJob(name, interval, run)
+
+    def ingest(self, readings: Sequence[Reading]) -> None:
+        """Feed readings through diagnostics into tickets. Called by every driver."""
+        observe = self.diagnoser.observe
+        latest = self.latest
+        for r in readings:
+            latest[r.device_id] = r
+            changes = observe(r)
+            if changes:
+                self._apply(changes)
+        self.readings_seen += len(readings)
+
+    def _apply(self, changes: Sequence[FaultChange]) -> None:
+        for change in changes:
+            self.faults.publish(change)
+            try:
+                before = self.store.live_ticket(change.device_id, change.fault)
+                ticket = self.desk.apply(change)
+            except Exception:
+                # The fault stays active in the diagnoser and in the log; the next change
+                # or a restart reconciles the store. Never let a store hiccup stop polling.
+                log.exception("could not record %s", change)
+                continue
+            if ticket is not None:
+                action = "opened" if before is None and ticket.device_id == change.device_id else "changed"
+                log.info("ticket %s %s: %s %s", ticket.id, action, ticket.device_id, ticket.fault)
+                self.tickets.publish(TicketEvent(action, ticket, self.clock.now()))
+
+    def devices_of_kind(self, kind: DeviceKind) -> list[Device]:
+        return [d for d in self.devices.values() if d.kind is kind]
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        log.info("gateway for site %s: %d devices, %d poll jobs", self.site.config.site.id, len(self.devices), len(self.jobs))
+        await run_jobs(self.jobs, self.clock)
+
+    async def aclose(self) -> None:
+        for link in self.links:
+            await link.close()
+        self.store.close()
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,227 @@
+"""The local store: tickets and their history in one SQLite file (WAL).
+
+Writes happen only when a fault or a ticket changes, never per reading. The schema keeps at
+most one ticket per (device, fault) that is not closed: a fault that persists across a
+restart finds its ticket again instead of opening a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from diagnostics.tickets import Ticket, TicketState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tickets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    site_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    device_kind TEXT NOT NULL,
+    fault TEXT NOT NULL,
+    title TEXT NOT NULL,
+    location TEXT NOT NULL,
+    area TEXT NOT NULL,
+    repair_class TEXT NOT NULL,
+    impact TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    raised_at TEXT NOT NULL,
+    contact_id INTEGER,
+    sia TEXT,
+    state TEXT NOT NULL,
+    acknowledged_at TEXT,
+    dispatched_at TEXT,
+    on_site_at TEXT,
+    resolved_at TEXT,
+    closed_at TEXT,
+    fault_active INTEGER NOT NULL,
+    restored_at TEXT,
+    occurrences INTEGER NOT NULL,
+    affected TEXT NOT NULL,
+    casualties TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    user_action TEXT NOT NULL,
+    in_warranty INTEGER,
+    version INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_live_ticket_per_fault
+    ON tickets (device_id, fault) WHERE state != 'closed';
+CREATE TABLE IF NOT EXISTS ticket_log (
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    at TEXT NOT NULL,
+    action TEXT NOT NULL,
+    state TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ticket_log_by_ticket ON ticket_log (ticket_id);
+"""
+
+_DATES = ("opened_at", "raised_at", "acknowledged_at", "dispatched_at", "on_site_at", "resolved_at", "closed_at", "restored_at")
+
+
+def iso(at: datetime) -> str:
+    """ISO 8601 in UTC with a Z, to the millisecond."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class StoreError(Exception):
+    """The store file cannot be used (wrong file, locked, unreadable)."""
+
+
+class TicketNotFound(StoreError):
+    pass
+
+
+class Store:
+    """Tickets on disk. Use as a context manager or call `close()`."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot use as a ticket store: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- reading ------------------------------------------------------------------------
+
+    def get(self, ticket_id: int) -> Ticket:
+        row = self._db.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+        if row is None:
+            raise TicketNotFound(f"no ticket {ticket_id} in {self.path}")
+        return _from_row(row)
+
+    def live_ticket(self, device_id: str, fault: str) -> Ticket | None:
+        """The ticket of this (device, fault) that is not closed, if any."""
+        row = self._db.execute(
+            "SELECT * FROM tickets WHERE device_id = ? AND fault = ? AND state != 'closed'", (device_id, fault)
+        ).fetchone()
+        return _from_row(row) if row else None
+
+    def tickets(self, *, include_closed: bool = True) -> list[Ticket]:
+        sql = "SELECT * FROM tickets" + ("" if include_closed else " WHERE state != 'closed'") + " ORDER BY id"
+        return [_from_row(r) for r in self._db.execute(sql)]
+
+    def active_faults(self) -> list[tuple[str, str]]:
+        """(device, fault) of live tickets whose fault has not restored."""
+        rows = self._db.execute("SELECT device_id, fault FROM tickets WHERE state != 'closed' AND fault_active = 1")
+        return [(r[0], r[1]) for r in rows]
+
+    def history(self, ticket_id: int) -> list[dict[str, str]]:
+        rows = self._db.execute(
+            "SELECT at, action, state, actor, note FROM ticket_log WHERE ticket_id = ? ORDER BY rowid", (ticket_id,)
+        )
+        return [dict(r) for r in rows]
+
+    # --- writing ------------------------------------------------------------------------
+
+    def insert(self, ticket: Ticket, *, actor: str = "gateway") -> Ticket:
+        row = _to_row(ticket)
+        row.pop("id")
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self._tx() as db:
+            cur = db.execute(f"INSERT INTO tickets ({cols}) VALUES ({marks})", tuple(row.values()))
+            ticket_id = cur.lastrowid
+            assert ticket_id is not None
+            self._log(db, ticket_id, ticket.raised_at, "opened", ticket.state, actor, ticket.title)
+        return self.get(ticket_id)
+
+    def update(self, ticket: Ticket, action: str, at: datetime, *, actor: str = "gateway", note: str = "") -> Ticket:
+        """Write a changed ticket, provided nobody changed it since it was read."""
+        if ticket.id is None:
+            raise StoreError("update of a ticket that was never stored")
+        row = _to_row(ticket)
+        row.pop("id")
+        sets = ", ".join(f"{c} = ?" for c in row)
+        with self._tx() as db:
+            cur = db.execute(
+                f"UPDATE tickets SET {sets} WHERE id = ? AND version = ?",
+                (*row.values(), ticket.id, ticket.version - 1),
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"ticket {ticket.id} changed meanwhile; read it again")
+            self._log(db, ticket.id, at, action, ticket.state, actor, note)
+        return ticket
+
+    @staticmethod
+    def _log(db: sqlite3.Connection, ticket_id: int, at: datetime, action: str, state: str, actor: str, note: str) -> None:
+        db.execute(
+            "INSERT INTO ticket_log (ticket_id, at, action, state, actor, note) VALUES (?, ?, ?, ?, ?, ?)",
+            (ticket_id, iso(at), action, str(state), actor, note),
+        )
+
+
+def _to_row(t: Ticket) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name in Ticket.__dataclass_fields__:
+        v = getattr(t, name)
+        if name in _DATES:
+            v = iso(v) if v is not None else None
+        elif name in ("affected", "casualties", "sia"):
+            v = json.dumps(list(v)) if v is not None else None
+        elif name == "evidence":
+            v = json.dumps(dict(v), sort_keys=True)
+        elif name in ("fault_active", "in_warranty"):
+            v = None if v is None else int(v)
+        elif name == "state":
+            v = str(v)
+        row[name] = v
+    return row
+
+
+def _from_row(row: Mapping[str, Any]) -> Ticket:
+    kw: dict[str, Any] = {}
+    for name in Ticket.__dataclass_fields__:
+        v = row[name]
+        if name in _DATES:
+            v = parse_iso(v) if v is not None else None
+        elif name in ("affected", "casualties"):
+            v = tuple(json.loads(v))
+        elif name == "sia":
+            v = tuple(json.loads(v)) if v else None
+        elif name == "evidence":
+            v = json.loads(v)
+        elif name == "fault_active":
+            v = bool(v)
+        elif name == "in_warranty":
+            v = None if v is None else bool(v)
+        elif name == "state":
+            v = TicketState(v)
+        kw[name] = v
+    return Ticket(**kw)
