@@ -14,10 +14,10 @@ M = TypeVar("M", bound=BaseModel)
 class ConfigError(Exception):
     """A configuration or profile file is wrong; the message names the file and the key."""
 
-    def __init__(self, path: Path | str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
+    def __init__(self, path: Path | str, *problems: str) -> None:
+        super().__init__(f"{path}: {'; '.join(problems)}")
         self.path = str(path)
-        self.detail = message
+        self.problems = problems
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
@@ -31,7 +31,7 @@ def key_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def describe(err: ValidationError) -> str:
+def problems(err: ValidationError) -> list[str]:
     """One line per problem: `key.path: what was expected`."""
     lines = []
     for e in err.errors(include_url=False):
@@ -40,8 +40,13 @@ def describe(err: ValidationError) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not part of the schema; check the spelling)"
-        lines.append(f"{key_path(loc)}: {msg}")
-    return "; ".join(lines)
+        # A whole-document check names its own key path in the message.
+        lines.append(msg if not loc else f"{key_path(loc)}: {msg}")
+    return lines
+
+
+def describe(err: ValidationError) -> str:
+    return "; ".join(problems(err))
 
 
 def read_yaml(path: Path | str) -> Any:
@@ -67,7 +72,7 @@ def validate(path: Path | str, data: Any, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(path, describe(exc)) from exc
+        raise ConfigError(path, *problems(exc)) from exc
 
 
 def load_yaml_model(path: Path | str, model: type[M]) -> M:

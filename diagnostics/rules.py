@@ -125,8 +125,12 @@ def compile_rules(
         if tests:
             out.append(
                 CompiledRule(
-                    name, tuple(tests), rule.raise_after, rule.raise_after_s,
-                    rule.clear_after, rule.clear_after_s,
+                    name,
+                    tuple(tests),
+                    rule.raise_after,
+                    rule.raise_after_s,
+                    rule.clear_after,
+                    rule.clear_after_s,
                 )
             )
     return tuple(out)

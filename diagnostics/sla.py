@@ -34,6 +34,10 @@ class ServicePolicy:
         return self.repair_equipment if repair_class == "equipment" else self.repair_accessory
 
 
+# The integrator's promise as written; a site could be given another policy, not a weaker one.
+PROMISE = ServicePolicy()
+
+
 class ClockState(StrEnum):
     RUNNING = "running"  # not stopped, not yet due
     BREACHED = "breached"  # past due and not stopped, or stopped late
@@ -70,7 +74,7 @@ def _clock(name: str, due: datetime, stop: datetime | None, now: datetime, provi
 
 
 def clocks(
-    stamps: Stamps, area: Area, repair_class: RepairClass, now: datetime, policy: ServicePolicy = ServicePolicy()
+    stamps: Stamps, area: Area, repair_class: RepairClass, now: datetime, policy: ServicePolicy = PROMISE
 ) -> tuple[ClockStatus, ClockStatus, ClockStatus]:
     """Response, arrival and repair clocks of one ticket as seen at `now`."""
     response = _clock("response", stamps.opened_at + policy.response, stamps.acknowledged_at, now)
@@ -98,7 +102,7 @@ def add_months(day: date, months: int) -> date:
     raise AssertionError("unreachable")
 
 
-def in_warranty(commissioned_on: date | None, on: date, policy: ServicePolicy = ServicePolicy()) -> bool | None:
+def in_warranty(commissioned_on: date | None, on: date, policy: ServicePolicy = PROMISE) -> bool | None:
     """Parts and labour free while True; after it labour is free and parts are charged."""
     if commissioned_on is None:
         return None

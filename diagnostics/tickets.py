@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from .sla import Area, ClockStatus, RepairClass, ServicePolicy, Stamps, clocks
+from .sla import PROMISE, Area, ClockStatus, RepairClass, ServicePolicy, Stamps, clocks
 
 
 class TicketState(StrEnum):
@@ -92,7 +92,7 @@ class Ticket:
     in_warranty: bool | None = None
     version: int = 1  # bumped on every change, so consumers can order and de-duplicate
 
-    def clocks(self, now: datetime, policy: ServicePolicy = ServicePolicy()) -> tuple[ClockStatus, ...]:
+    def clocks(self, now: datetime, policy: ServicePolicy = PROMISE) -> tuple[ClockStatus, ...]:
         stamps = Stamps(self.opened_at, self.acknowledged_at, self.on_site_at, self.resolved_at)
         return clocks(stamps, self.area, self.repair_class, now, policy)
 

@@ -9,7 +9,9 @@ class Backoff:
     """Delays of initial, 2x, 4x ... up to `cap`, each spread by +-`jitter` so that many
     gateways behind one outage do not reconnect in step."""
 
-    def __init__(self, initial_s: float = 1.0, cap_s: float = 60.0, jitter: float = 0.1, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, initial_s: float = 1.0, cap_s: float = 60.0, jitter: float = 0.1, rng: random.Random | None = None
+    ) -> None:
         if initial_s <= 0 or cap_s < initial_s:
             raise ValueError("backoff needs 0 < initial <= cap")
         self.initial_s = initial_s
@@ -20,7 +22,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Delay before the next attempt, after one more failure."""
-        base = min(self.cap_s, self.initial_s * (2 ** min(self.failures, 32)))
+        base = min(self.cap_s, self.initial_s * 2.0 ** min(self.failures, 32))
         self.failures += 1
         spread = base * self.jitter
         return max(0.0, min(self.cap_s, base + self._rng.uniform(-spread, spread)))

@@ -64,7 +64,9 @@ class ModbusTcpLink:
     async def _connect(self) -> AsyncModbusTcpClient:
         now = self._clock.monotonic()
         if now < self._retry_at:
-            raise LinkDown(f"{self.name}: {self.address}:{self.port} down, next attempt in {self._retry_at - now:.1f} s")
+            raise LinkDown(
+                f"{self.name}: {self.address}:{self.port} down, next attempt in {self._retry_at - now:.1f} s"
+            )
         # reconnect_delay=0: pymodbus must not reconnect behind our back; we own backoff.
         client = AsyncModbusTcpClient(
             self.address, port=self.port, timeout=self.timeout_s, retries=0, reconnect_delay=0, name=self.name
@@ -134,7 +136,9 @@ class SlotDevice:
 class HostPoller:
     """Polls groups of a host's device slots with merged block reads."""
 
-    def __init__(self, host: Device, link: ModbusTcpLink, profile: Profile, slots: Sequence[tuple[Device, int]], clock: Clock) -> None:
+    def __init__(
+        self, host: Device, link: ModbusTcpLink, profile: Profile, slots: Sequence[tuple[Device, int]], clock: Clock
+    ) -> None:
         self.host = host
         self.link = link
         self.profile = profile
@@ -150,7 +154,12 @@ class HostPoller:
 
     def plan(self, device_ids: Sequence[str]) -> list[BlockRead]:
         p = self.profile
-        return plan_reads(((d, self.slots[d].address) for d in device_ids), p.slot_registers, p.max_read_registers, p.max_gap_registers)
+        return plan_reads(
+            ((d, self.slots[d].address) for d in device_ids),
+            p.slot_registers,
+            p.max_read_registers,
+            p.max_gap_registers,
+        )
 
     async def poll(self, plan: Sequence[BlockRead]) -> list[Reading]:
         """Run a plan; never raises a driver error. A dead host gives one link_lost reading."""

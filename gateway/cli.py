@@ -22,7 +22,8 @@ from alarmgw.yamlfile import ConfigError
 from diagnostics.tickets import IllegalTransition, Ticket, TicketState
 
 from .config import LoadedSite, load_site
-from .store import Store, StoreError, TicketNotFound, iso
+from .runtime import run_until_stopped
+from .store import Store, StoreError, iso
 from .ticketing import move_ticket
 
 log = logging.getLogger("alarmgw")
@@ -114,13 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(demo(args.duration, args.db, args.seed, args.plain))
     except ConfigError as exc:
-        err.print(f"[bold red]config error[/]: {exc}", highlight=False)
+        err.print(f"[bold red]config error[/] in {exc.path}:", highlight=False)
+        for problem in exc.problems:
+            err.print(f"  {problem}", highlight=False, soft_wrap=True)
         return 2
-    except (StoreError, TicketNotFound) as exc:
-        err.print(f"[bold red]store error[/]: {exc}", highlight=False)
+    except StoreError as exc:
+        err.print(f"[bold red]store error[/]: {exc}", highlight=False, soft_wrap=True)
         return 2
     except IllegalTransition as exc:
-        err.print(f"[bold red]refused[/]: {exc}", highlight=False)
+        err.print(f"[bold red]refused[/]: {exc}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -140,10 +143,7 @@ async def cmd_run(site: LoadedSite, db: Path | None) -> int:
 
     store = Store(db) if db else None
     async with Gateway(site, store=store) as gw:
-        try:
-            await gw.run()
-        except asyncio.CancelledError:
-            pass
+        await run_until_stopped([gw.run], None)
     return 0
 
 
@@ -173,8 +173,12 @@ def ticket_json(t: Ticket, now: datetime) -> dict[str, object]:
     stamps = {
         k: (iso(v) if v else None)
         for k, v in (
-            ("acknowledged_at", t.acknowledged_at), ("dispatched_at", t.dispatched_at), ("on_site_at", t.on_site_at),
-            ("resolved_at", t.resolved_at), ("closed_at", t.closed_at), ("restored_at", t.restored_at),
+            ("acknowledged_at", t.acknowledged_at),
+            ("dispatched_at", t.dispatched_at),
+            ("on_site_at", t.on_site_at),
+            ("resolved_at", t.resolved_at),
+            ("closed_at", t.closed_at),
+            ("restored_at", t.restored_at),
         )
     }
     return {

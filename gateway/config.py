@@ -139,7 +139,12 @@ class SiteConfig(_Strict):
             for d in h.devices:
                 out.append(
                     Device(
-                        d.id, d.kind, h.id, d.parent or h.id, d.location, d.model or h.model,
+                        d.id,
+                        d.kind,
+                        h.id,
+                        d.parent or h.id,
+                        d.location,
+                        d.model or h.model,
                         d.commissioned_on or h.commissioned_on or self.site.commissioned_on,
                     )
                 )
@@ -158,7 +163,9 @@ class LoadedSite:
         self.profiles: dict[str, Profile] = {}
         for hi, host in enumerate(config.hosts):
             if host.model not in self.profiles:
-                self.profiles[host.model] = find_profile(host.model, config.profiles_dir and base / config.profiles_dir, path, f"hosts[{hi}].model")
+                self.profiles[host.model] = find_profile(
+                    host.model, config.profiles_dir and base / config.profiles_dir, path, f"hosts[{hi}].model"
+                )
 
 
 def builtin_profiles_dir() -> Path:

@@ -45,7 +45,8 @@ async def demo(duration: float | None, db: Path | None, seed: int | None, plain:
     live = not plain and console.is_terminal
     async with Simulator(simulator_endpoints(site), scenario) as sim, Gateway(site) as gw:
         console.print(
-            f"demo: {len(gw.devices)} simulated devices on {', '.join(f'127.0.0.1:{s.endpoint.port}' for s in sim.servers)}; "
+            f"demo: {len(gw.devices)} simulated devices on "
+            f"{', '.join(f'127.0.0.1:{s.endpoint.port}' for s in sim.servers)}; "
             f"tickets in {site.store_path}; " + ("Ctrl-C to stop" if duration is None else f"{duration:g} s"),
             highlight=False,
         )
@@ -59,9 +60,12 @@ async def demo(duration: float | None, db: Path | None, seed: int | None, plain:
             async with gw.tickets.subscribe() as events:
                 async for ev in events:
                     t = ev.ticket
-                    console.print(f"{ev.at:%H:%M:%S} ticket {t.id} {ev.action}: {t.device_id} {t.fault} ({t.state.value}"
-                                  f"{', restored' if not t.fault_active else ''}"
-                                  f"{', lost behind it: ' + ', '.join(t.casualties) if t.casualties else ''})", highlight=False)
+                    console.print(
+                        f"{ev.at:%H:%M:%S} ticket {t.id} {ev.action}: {t.device_id} {t.fault} ({t.state.value}"
+                        f"{', restored' if not t.fault_active else ''}"
+                        f"{', lost behind it: ' + ', '.join(t.casualties) if t.casualties else ''})",
+                        highlight=False,
+                    )
 
         await run_until_stopped([gw.run, view], duration)
         console.print(tickets_table(gw.store.tickets(include_closed=False), gw.clock.now()))

@@ -54,8 +54,15 @@ def tickets_table(tickets: list[Ticket], now: datetime) -> Table:
         if tk.occurrences > 1:
             notes.append(f"x{tk.occurrences}")
         t.add_row(
-            str(tk.id), tk.device_id, tk.fault, tk.state.value, tk.opened_at.strftime("%H:%M:%S"),
-            clock_text(response), clock_text(arrival), clock_text(repair), ", ".join(notes),
+            str(tk.id),
+            tk.device_id,
+            tk.fault,
+            tk.state.value,
+            tk.opened_at.strftime("%H:%M:%S"),
+            clock_text(response),
+            clock_text(arrival),
+            clock_text(repair),
+            ", ".join(notes),
         )
     return t
 
@@ -78,7 +85,9 @@ def render(gw: Gateway) -> Group:
         else:
             heard = f"{v['link_age_s']:.0f} s ago" if "link_age_s" in v else "-"
         faults = ", ".join(sorted(active.get(d.id, [])))
-        devices.add_row(d.id, d.kind.value, d.parent or "", batt, rssi, heard, Text(faults, style="bold red" if faults else ""))
+        devices.add_row(
+            d.id, d.kind.value, d.parent or "", batt, rssi, heard, Text(faults, style="bold red" if faults else "")
+        )
     tickets = tickets_table(gw.store.tickets(include_closed=False), now)
     footer = Text(f"{now:%Y-%m-%d %H:%M:%S} UTC  readings: {gw.readings_seen}  store: {gw.store.path}", style="dim")
     return Group(devices, tickets, footer)

@@ -58,8 +58,13 @@ class Gateway:
         cfg = self.site.config
         for host in cfg.hosts:
             link = ModbusTcpLink(
-                host.id, host.modbus.address, host.modbus.port, host.modbus.unit, self.clock,
-                timeout_s=cfg.poll.timeout_s, retries=cfg.poll.retries,
+                host.id,
+                host.modbus.address,
+                host.modbus.port,
+                host.modbus.unit,
+                self.clock,
+                timeout_s=cfg.poll.timeout_s,
+                retries=cfg.poll.retries,
                 backoff=Backoff(cfg.poll.backoff_initial_s, cfg.poll.backoff_max_s),
             )
             self.links.append(link)
@@ -114,7 +119,9 @@ class Gateway:
 
     async def run(self) -> None:
         """Poll until cancelled."""
-        log.info("gateway for site %s: %d devices, %d poll jobs", self.site.config.site.id, len(self.devices), len(self.jobs))
+        log.info(
+            "gateway for site %s: %d devices, %d poll jobs", self.site.config.site.id, len(self.devices), len(self.jobs)
+        )
         await run_jobs(self.jobs, self.clock)
 
     async def aclose(self) -> None:

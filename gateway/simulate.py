@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import get_args
@@ -33,8 +34,12 @@ async def simulate(site: LoadedSite, scenario_path: Path | None, seed: int, dura
     sim = Simulator(simulator_endpoints(site), scenario, seed=seed)
     started = datetime.now(UTC)
     async with sim:
-        ready = {"event": "ready", "started_at": started.isoformat(), "seed": sim.seed,
-                 "hosts": [f"{s.endpoint.address}:{s.endpoint.port}" for s in sim.servers]}
+        ready = {
+            "event": "ready",
+            "started_at": started.isoformat(),
+            "seed": sim.seed,
+            "hosts": [f"{s.endpoint.address}:{s.endpoint.port}" for s in sim.servers],
+        }
         print(json.dumps(ready), flush=True)
         await run_until_stopped([lambda: read_commands(sim)], duration)
     return 0
@@ -43,8 +48,17 @@ async def simulate(site: LoadedSite, scenario_path: Path | None, seed: int, dura
 async def read_commands(sim: Simulator) -> None:
     """Apply `inject` lines from stdin until it closes; then keep serving."""
     loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str] = asyncio.Queue(maxsize=100)
+
+    def reader() -> None:
+        # A daemon thread: a blocking read must not hold the process open at exit.
+        for raw in sys.stdin:
+            asyncio.run_coroutine_threadsafe(lines.put(raw), loop).result()
+        asyncio.run_coroutine_threadsafe(lines.put(""), loop).result()
+
+    threading.Thread(target=reader, name="stdin", daemon=True).start()
     while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
+        line = await lines.get()
         if not line:
             await asyncio.Event().wait()  # stdin closed: serve until stopped
         reply = apply_command(sim, line)

@@ -63,7 +63,16 @@ CREATE TABLE IF NOT EXISTS ticket_log (
 CREATE INDEX IF NOT EXISTS ticket_log_by_ticket ON ticket_log (ticket_id);
 """
 
-_DATES = ("opened_at", "raised_at", "acknowledged_at", "dispatched_at", "on_site_at", "resolved_at", "closed_at", "restored_at")
+_DATES = (
+    "opened_at",
+    "raised_at",
+    "acknowledged_at",
+    "dispatched_at",
+    "on_site_at",
+    "resolved_at",
+    "closed_at",
+    "restored_at",
+)
 
 
 def iso(at: datetime) -> str:
@@ -180,7 +189,9 @@ class Store:
         return ticket
 
     @staticmethod
-    def _log(db: sqlite3.Connection, ticket_id: int, at: datetime, action: str, state: str, actor: str, note: str) -> None:
+    def _log(
+        db: sqlite3.Connection, ticket_id: int, at: datetime, action: str, state: str, actor: str, note: str
+    ) -> None:
         db.execute(
             "INSERT INTO ticket_log (ticket_id, at, action, state, actor, note) VALUES (?, ?, ?, ?, ?, ?)",
             (ticket_id, iso(at), action, str(state), actor, note),

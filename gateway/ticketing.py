@@ -9,7 +9,7 @@ from datetime import datetime
 from alarmgw.model import Device
 from diagnostics.engine import FaultChange, FaultCleared, FaultRaised
 from diagnostics.rules import FaultTable
-from diagnostics.sla import ServicePolicy, in_warranty
+from diagnostics.sla import PROMISE, ServicePolicy, in_warranty
 from diagnostics.tickets import Ticket, TicketState, impact_of
 
 from .config import SiteInfo
@@ -23,7 +23,14 @@ COMM_LOSS = "comm_loss"
 class TicketDesk:
     """Opens, updates and restores tickets as faults come and go."""
 
-    def __init__(self, store: Store, site: SiteInfo, devices: Mapping[str, Device], table: FaultTable, policy: ServicePolicy = ServicePolicy()) -> None:
+    def __init__(
+        self,
+        store: Store,
+        site: SiteInfo,
+        devices: Mapping[str, Device],
+        table: FaultTable,
+        policy: ServicePolicy = PROMISE,
+    ) -> None:
         self.store = store
         self.site = site
         self.devices = devices
@@ -42,13 +49,17 @@ class TicketDesk:
             if root is not None:
                 updated = root.with_casualty(fault.device_id)
                 if updated is not root:
-                    self.store.update(updated, "casualty", fault.raised_at, note=f"{fault.device_id} lost behind {fault.root_id}")
+                    self.store.update(
+                        updated, "casualty", fault.raised_at, note=f"{fault.device_id} lost behind {fault.root_id}"
+                    )
                 return updated
         live = self.store.live_ticket(fault.device_id, fault.fault)
         if live is not None:
             if live.fault_active:
                 return None  # already known, e.g. raised again after a restart
-            return self.store.update(live.recurred(), "recurred", fault.raised_at, note="fault came back before the ticket was closed")
+            return self.store.update(
+                live.recurred(), "recurred", fault.raised_at, note="fault came back before the ticket was closed"
+            )
         return self.store.insert(self._new_ticket(fault))
 
     def _new_ticket(self, fault: FaultRaised) -> Ticket:
@@ -95,6 +106,18 @@ def move_ticket(store: Store, ticket_id: int, to: TicketState, at: datetime, *, 
 
 def _evidence(fault: FaultRaised) -> dict[str, float | int | bool]:
     """The readings that matter to a person, not the whole slot."""
-    keep = ("battery_v", "battery_low", "rssi_dbm", "link_age_s", "link_lost", "tamper", "mains_fail",
-            "jamming", "sensor_fault", "fire_trouble", "contamination_pct", "battery_missing")
+    keep = (
+        "battery_v",
+        "battery_low",
+        "rssi_dbm",
+        "link_age_s",
+        "link_lost",
+        "tamper",
+        "mains_fail",
+        "jamming",
+        "sensor_fault",
+        "fire_trouble",
+        "contamination_pct",
+        "battery_missing",
+    )
     return {k: v for k, v in fault.evidence.items() if k in keep}

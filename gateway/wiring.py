@@ -13,5 +13,7 @@ def simulator_endpoints(site: LoadedSite) -> list[HostEndpoint]:
     out = []
     for h in site.config.hosts:
         slots = [(devices[h.id], 0)] + [(devices[d.id], d.slot) for d in h.devices]
-        out.append(HostEndpoint(devices[h.id], h.modbus.address, h.modbus.port, h.modbus.unit, site.profiles[h.model], slots))
+        out.append(
+            HostEndpoint(devices[h.id], h.modbus.address, h.modbus.port, h.modbus.unit, site.profiles[h.model], slots)
+        )
     return out

@@ -70,7 +70,9 @@ class ModbusHostServer:
         host_id = self.endpoint.host.id
         if self.site.offline(host_id, t):
             # A hung host: the request is never answered while the fault lasts.
-            end = min(i.window()[1] for i in self.site.devices[host_id].injections if i.fault == "offline" and i.active(t))
+            end = min(
+                i.window()[1] for i in self.site.devices[host_id].injections if i.fault == "offline" and i.active(t)
+            )
             await self.clock.sleep_until(self.t0 + end)
         p = self.endpoint.profile
         first = (address - p.slot_base) // p.slot_registers
@@ -89,4 +91,4 @@ class ModbusHostServer:
         await self.server.serve_forever(background=True)
 
     async def stop(self) -> None:
-        await self.server.shutdown()
+        await self.server.shutdown()  # type: ignore[no-untyped-call]

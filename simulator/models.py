@@ -54,7 +54,9 @@ class DeviceSim:
 class SimSite:
     """All simulated devices of a site and the faults injected into them."""
 
-    def __init__(self, devices: Iterable[Device], seed: int = 1, report_interval_s: Mapping[DeviceKind, float] | None = None) -> None:
+    def __init__(
+        self, devices: Iterable[Device], seed: int = 1, report_interval_s: Mapping[DeviceKind, float] | None = None
+    ) -> None:
         self.seed = seed
         self._intervals = {k: v for k, v in REPORT_INTERVAL_S.items()}
         for kind, seconds in (report_interval_s or {}).items():

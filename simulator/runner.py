@@ -17,7 +17,14 @@ log = logging.getLogger(__name__)
 class Simulator:
     """`async with Simulator(endpoints, scenario) as sim:` serves until the block ends."""
 
-    def __init__(self, endpoints: Sequence[HostEndpoint], scenario: Scenario | None = None, *, seed: int = 1, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[HostEndpoint],
+        scenario: Scenario | None = None,
+        *,
+        seed: int = 1,
+        clock: Clock | None = None,
+    ) -> None:
         self.clock = clock or SystemClock()
         scenario = scenario or Scenario()
         self.seed = scenario.seed if scenario.seed is not None else seed
@@ -31,7 +38,9 @@ class Simulator:
     def elapsed_s(self) -> float:
         return self.clock.monotonic() - self.t0
 
-    def inject(self, device: str, fault: FaultName, duration: float | None = None, flap: float | None = None) -> Injection:
+    def inject(
+        self, device: str, fault: FaultName, duration: float | None = None, flap: float | None = None
+    ) -> Injection:
         """Inject a fault now; raises KeyError for an unknown device."""
         injection = Injection(at=self.elapsed_s, device=device, fault=fault, duration=duration, flap=flap)
         self.site.inject(injection, self.elapsed_s)

@@ -29,7 +29,9 @@ def diagnoser() -> Diagnoser:
     return Diagnoser(DEVICES, TABLE, SUPERVISION)
 
 
-def feed(d: Diagnoser, device: str, series: Sequence[dict[str, float | bool]], step_s: float = 5.0, start: int = 0) -> list[tuple[int, str, str]]:
+def feed(
+    d: Diagnoser, device: str, series: Sequence[dict[str, float | bool]], step_s: float = 5.0, start: int = 0
+) -> list[tuple[int, str, str]]:
     """Feed one reading per step; return (index, 'raised'|'cleared', fault) for each change."""
     out = []
     for i, values in enumerate(series, start):
@@ -38,9 +40,18 @@ def feed(d: Diagnoser, device: str, series: Sequence[dict[str, float | bool]], s
     return out
 
 
-OK_SMOKE = {"battery_v": 3.0, "battery_low": False, "tamper": False, "rssi_dbm": -70, "link_age_s": 10,
-            "contamination_pct": 20.0, "sensor_fault": False, "fire_trouble": False, "mains_fail": False,
-            "jamming": False}
+OK_SMOKE = {
+    "battery_v": 3.0,
+    "battery_low": False,
+    "tamper": False,
+    "rssi_dbm": -70,
+    "link_age_s": 10,
+    "contamination_pct": 20.0,
+    "sensor_fault": False,
+    "fire_trouble": False,
+    "mains_fail": False,
+    "jamming": False,
+}
 
 
 def smoke(**changes: float | bool) -> dict[str, float | bool]:
@@ -50,17 +61,23 @@ def smoke(**changes: float | bool) -> dict[str, float | bool]:
 # fault, device, series, expected changes (index, what)
 RULES = [
     # low battery: 3 readings under 2.6 V; clears only after 3 readings over 2.75 V (hysteresis)
-    ("low_battery", "smoke",
-     [smoke(battery_v=2.5)] * 3 + [smoke(battery_v=2.7)] * 4 + [smoke(battery_v=2.8)] * 3,
-     [(2, "raised"), (9, "cleared")]),
+    (
+        "low_battery",
+        "smoke",
+        [smoke(battery_v=2.5)] * 3 + [smoke(battery_v=2.7)] * 4 + [smoke(battery_v=2.8)] * 3,
+        [(2, "raised"), (9, "cleared")],
+    ),
     # two low readings, then one good: no fault (debounce resets)
-    ("low_battery", "smoke",
-     [smoke(battery_v=2.5)] * 2 + [smoke(battery_v=2.9)] + [smoke(battery_v=2.5)] * 2, []),
+    ("low_battery", "smoke", [smoke(battery_v=2.5)] * 2 + [smoke(battery_v=2.9)] + [smoke(battery_v=2.5)] * 2, []),
     # the device's own flag counts as well as the voltage
     ("low_battery", "smoke", [smoke(battery_low=True)] * 3, [(2, "raised")]),
     # host battery thresholds are the host's own (12 V lead-acid)
-    ("low_battery", "host", [{"battery_v": 11.3}] * 3 + [{"battery_v": 12.0}] * 3 + [{"battery_v": 12.5}] * 3,
-     [(2, "raised"), (8, "cleared")]),
+    (
+        "low_battery",
+        "host",
+        [{"battery_v": 11.3}] * 3 + [{"battery_v": 12.0}] * 3 + [{"battery_v": 12.5}] * 3,
+        [(2, "raised"), (8, "cleared")],
+    ),
     # tamper raises at once; clears after 3 shut readings spanning 30 s
     ("tamper", "pir", [{"tamper": True}] + [{"tamper": False}] * 8, [(0, "raised"), (7, "cleared")]),
     # mains loss on the host: 2 readings
@@ -68,8 +85,13 @@ RULES = [
     # jamming: 2 readings and 30 s of it (EN 50131 practice)
     ("rf_jamming", "host", [{"jamming": True}] * 8 + [{"jamming": False}] * 2, [(6, "raised"), (9, "cleared")]),
     # supervision: smoke detector unheard for more than 200 s, twice
-    ("comm_loss", "smoke", [smoke(link_age_s=150), smoke(link_age_s=201), smoke(link_age_s=206), smoke(link_age_s=3)] * 1
-     + [smoke(link_age_s=8)], [(2, "raised"), (4, "cleared")]),
+    (
+        "comm_loss",
+        "smoke",
+        [smoke(link_age_s=150), smoke(link_age_s=201), smoke(link_age_s=206), smoke(link_age_s=3)] * 1
+        + [smoke(link_age_s=8)],
+        [(2, "raised"), (4, "cleared")],
+    ),
     # a host the gateway cannot reach at all
     ("comm_loss", "host", [{"link_lost": True}] * 2 + [{"link_lost": False}] * 2, [(1, "raised"), (3, "cleared")]),
     # remote controls are hand-held: a long silence is not a fault
@@ -77,17 +99,29 @@ RULES = [
     ("sensor_fault", "pir", [{"sensor_fault": True}] * 2, [(1, "raised")]),
     ("fire_trouble", "smoke", [smoke(fire_trouble=True)] * 2, [(1, "raised")]),
     # dirty chamber: over 80 %, hysteresis down to 70 %
-    ("chamber_dirty", "smoke", [smoke(contamination_pct=85)] * 3 + [smoke(contamination_pct=75)] * 3
-     + [smoke(contamination_pct=60)] * 3, [(2, "raised"), (8, "cleared")]),
+    (
+        "chamber_dirty",
+        "smoke",
+        [smoke(contamination_pct=85)] * 3 + [smoke(contamination_pct=75)] * 3 + [smoke(contamination_pct=60)] * 3,
+        [(2, "raised"), (8, "cleared")],
+    ),
     # weak signal: 5 readings under -95 dBm over at least 60 s
-    ("weak_signal", "smoke", [smoke(rssi_dbm=-97)] * 13 + [smoke(rssi_dbm=-92)] * 5 + [smoke(rssi_dbm=-85)] * 5,
-     [(12, "raised"), (22, "cleared")]),
+    (
+        "weak_signal",
+        "smoke",
+        [smoke(rssi_dbm=-97)] * 13 + [smoke(rssi_dbm=-92)] * 5 + [smoke(rssi_dbm=-85)] * 5,
+        [(12, "raised"), (22, "cleared")],
+    ),
     ("battery_missing", "host", [{"battery_missing": True}] * 2, [(1, "raised")]),
 ]
 
 
-@pytest.mark.parametrize(("fault", "device", "series", "expected"), RULES, ids=[f"{r[0]}-{i}" for i, r in enumerate(RULES)])
-def test_rule_debounce_and_hysteresis(fault: str, device: str, series: list[dict[str, float | bool]], expected: list[tuple[int, str]]) -> None:
+@pytest.mark.parametrize(
+    ("fault", "device", "series", "expected"), RULES, ids=[f"{r[0]}-{i}" for i, r in enumerate(RULES)]
+)
+def test_rule_debounce_and_hysteresis(
+    fault: str, device: str, series: list[dict[str, float | bool]], expected: list[tuple[int, str]]
+) -> None:
     changes = feed(diagnoser(), device, series)
     assert [(i, what) for i, what, f in changes if f == fault] == expected
     assert all(f == fault for _, _, f in changes), changes
@@ -102,7 +136,9 @@ def test_flapping_tamper_is_one_episode() -> None:
 
 def test_detection_time_is_the_first_observation() -> None:
     d = diagnoser()
-    changes = [c for i in range(3) for c in d.observe(Reading("smoke", T0 + timedelta(seconds=5 * i), smoke(battery_v=2.4)))]
+    changes = [
+        c for i in range(3) for c in d.observe(Reading("smoke", T0 + timedelta(seconds=5 * i), smoke(battery_v=2.4)))
+    ]
     (raised,) = changes
     assert isinstance(raised, FaultRaised)
     assert raised.detected_at == T0
@@ -165,5 +201,7 @@ def test_unknown_device_is_ignored() -> None:
 
 def test_cleared_event_type() -> None:
     d = diagnoser()
-    changes = [c for i in range(4) for c in d.observe(Reading("host", T0 + timedelta(seconds=i), {"mains_fail": i < 2}))]
+    changes = [
+        c for i in range(4) for c in d.observe(Reading("host", T0 + timedelta(seconds=i), {"mains_fail": i < 2}))
+    ]
     assert isinstance(changes[-1], FaultCleared)

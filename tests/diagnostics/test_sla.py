@@ -87,16 +87,36 @@ def test_add_months_clamps() -> None:
 
 
 def ticket() -> Ticket:
-    return Ticket(None, "site", "smoke-1", "smoke_detector", "low_battery", "low battery", "hall", "city",
-                  "accessory", "low", T0, T0)
+    return Ticket(
+        None,
+        "site",
+        "smoke-1",
+        "smoke_detector",
+        "low_battery",
+        "low battery",
+        "hall",
+        "city",
+        "accessory",
+        "low",
+        T0,
+        T0,
+    )
 
 
 def test_lifecycle_follows_the_table_and_stamps_each_step() -> None:
     t = ticket()
-    path = [TicketState.ACKNOWLEDGED, TicketState.DISPATCHED, TicketState.ON_SITE, TicketState.RESOLVED, TicketState.CLOSED]
+    path = [
+        TicketState.ACKNOWLEDGED,
+        TicketState.DISPATCHED,
+        TicketState.ON_SITE,
+        TicketState.RESOLVED,
+        TicketState.CLOSED,
+    ]
     for i, state in enumerate(path, 1):
         t = t.moved(state, T0 + i * H)
-    assert (t.acknowledged_at, t.dispatched_at, t.on_site_at, t.resolved_at, t.closed_at) == tuple(T0 + i * H for i in range(1, 6))
+    assert (t.acknowledged_at, t.dispatched_at, t.on_site_at, t.resolved_at, t.closed_at) == tuple(
+        T0 + i * H for i in range(1, 6)
+    )
     assert t.version == 6
 
 

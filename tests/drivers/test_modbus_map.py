@@ -26,16 +26,29 @@ HOST = compile_layout(PROFILE.layout_for(DeviceKind.HOST), PROFILE.slot_register
 # (slot words as the reference map documents them, expected fields)
 DETECTOR_VECTORS = [
     # present, battery 3.012 V, -67 dBm (0xFFBD), heard 12 s ago, chamber 23.5 %, 4 RF errors
-    ([0x0001, 3012, 0xFFBD, 12, 235, 0, 4, 0],
-     {"present": True, "tamper": False, "battery_low": False, "battery_v": 3.012, "rssi_dbm": -67,
-      "link_age_s": 12, "contamination_pct": 23.5, "rf_errors": 4}),
+    (
+        [0x0001, 3012, 0xFFBD, 12, 235, 0, 4, 0],
+        {
+            "present": True,
+            "tamper": False,
+            "battery_low": False,
+            "battery_v": 3.012,
+            "rssi_dbm": -67,
+            "link_age_s": 12,
+            "contamination_pct": 23.5,
+            "rf_errors": 4,
+        },
+    ),
     # present + tamper (bit 1) + battery low (bit 2): 0b111; 2.41 V; -98 dBm; link age saturated
-    ([0x0007, 2410, 0xFF9E, 0xFFFF, 0, 0, 0, 0],
-     {"present": True, "tamper": True, "battery_low": True, "battery_v": 2.41, "rssi_dbm": -98,
-      "link_age_s": 65535}),
+    (
+        [0x0007, 2410, 0xFF9E, 0xFFFF, 0, 0, 0, 0],
+        {"present": True, "tamper": True, "battery_low": True, "battery_v": 2.41, "rssi_dbm": -98, "link_age_s": 65535},
+    ),
     # sensor fault (bit 5), fire trouble (bit 6), alarm (bit 7): 0xE1
-    ([0x00E1, 3000, 0xFFC4, 0, 0, 0, 0, 0],
-     {"sensor_fault": True, "fire_trouble": True, "alarm": True, "jamming": False, "mains_fail": False}),
+    (
+        [0x00E1, 3000, 0xFFC4, 0, 0, 0, 0, 0],
+        {"sensor_fault": True, "fire_trouble": True, "alarm": True, "jamming": False, "mains_fail": False},
+    ),
 ]
 
 
@@ -69,7 +82,9 @@ def test_short_block_is_an_error_not_garbage() -> None:
 
 @pytest.mark.parametrize(("words", "_"), DETECTOR_VECTORS)
 def test_encode_is_the_inverse_of_decode(words: list[int], _: object) -> None:
-    assert encode_slot(DETECTOR, decode_slot(DETECTOR, words)) == [w if i not in (5, 7) else 0 for i, w in enumerate(words)]
+    assert encode_slot(DETECTOR, decode_slot(DETECTOR, words)) == [
+        w if i not in (5, 7) else 0 for i, w in enumerate(words)
+    ]
 
 
 def test_encode_saturates_instead_of_wrapping() -> None:
@@ -105,7 +120,7 @@ def test_plan_covers_every_slot_within_limits(addrs: list[int], size: int, limit
     for r in reads:
         assert r.count <= limit
         for key, off in r.members:
-            assert 0 <= off and off + size <= r.count
+            assert off >= 0 and off + size <= r.count
             covered[key] = r.address + off
     assert covered == dict(slots)
 
@@ -113,8 +128,7 @@ def test_plan_covers_every_slot_within_limits(addrs: list[int], size: int, limit
 def test_profile_with_unknown_field_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        "name: bad\nslot_registers: 4\nlayouts:\n  default:\n    fields:\n"
-        "      batery_v: {offset: 1, type: u16}\n"
+        "name: bad\nslot_registers: 4\nlayouts:\n  default:\n    fields:\n      batery_v: {offset: 1, type: u16}\n"
     )
     with pytest.raises(ConfigError, match="unknown field 'batery_v'"):
         load_profile(bad)

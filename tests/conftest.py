@@ -1,0 +1,123 @@
+"""Shared fixtures: a small site on a free loopback port, the simulator as its device peer,
+and the gateway polling it, both on one manual clock so tests move time instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from alarmgw.clock import ManualClock
+from diagnostics.tickets import Ticket
+from gateway.config import LoadedSite, load_site
+from gateway.runtime import free_port
+from gateway.service import Gateway
+from gateway.wiring import simulator_endpoints
+from simulator.runner import Simulator
+from simulator.scenario import Scenario
+
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+POLL_S = 5.0
+
+SITE = """\
+site: {{id: test-site, name: Test site, area: {area}, commissioned_on: 2026-01-01}}
+store: {{path: {db}}}
+poll: {{interval_s: {poll}, timeout_s: 0.5, retries: 0, backoff_initial_s: 1, backoff_max_s: 10}}
+supervision_s: {{repeater: 30, smoke_detector: 60, pir_detector: 60}}
+hosts:
+  - id: host-1
+    model: sim-wh100
+    location: plant room
+    modbus: {{address: 127.0.0.1, port: {port}, unit: 1}}
+    devices:
+      - {{id: rep-1, kind: repeater, slot: 1, location: hall}}
+      - {{id: rep-2, kind: repeater, slot: 2, location: store room}}
+      - {{id: smoke-1, kind: smoke_detector, slot: 3, parent: rep-1, location: hall ceiling}}
+      - {{id: smoke-2, kind: smoke_detector, slot: 4, parent: rep-2, location: store ceiling}}
+      - {{id: smoke-3, kind: smoke_detector, slot: 5, parent: rep-2, location: loading bay}}
+      - {{id: pir-1, kind: pir_detector, slot: 6, parent: rep-2, location: store door}}
+      - {{id: pir-2, kind: pir_detector, slot: 7, location: office}}
+      - {{id: pir-3, kind: pir_detector, slot: 8, location: corridor}}
+      - {{id: remote-1, kind: remote_control, slot: 9, location: reception}}
+"""
+
+# Check-ins faster than the defaults, so supervision plays out in a few dozen polls.
+SCENARIO = Scenario(seed=11, report_interval_s={"repeater": 10, "smoke_detector": 20, "pir_detector": 20})  # type: ignore[dict-item]
+
+
+def write_site(folder: Path, port: int, *, db: str = "tickets.db", area: str = "city", poll: float = POLL_S) -> Path:
+    path = folder / "site.yaml"
+    path.write_text(SITE.format(port=port, db=db, area=area, poll=poll))
+    return path
+
+
+@pytest.fixture
+def site_file(tmp_path: Path) -> Path:
+    return write_site(tmp_path, free_port())
+
+
+class Harness:
+    """The simulator and a gateway on one manual clock."""
+
+    def __init__(self, site: LoadedSite, clock: ManualClock, sim: Simulator) -> None:
+        self.site = site
+        self.clock = clock
+        self.sim = sim
+        self.gw: Gateway | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def gateway(self) -> Gateway:
+        assert self.gw is not None, "gateway not started"
+        return self.gw
+
+    async def start_gateway(self) -> Gateway:
+        """Start a gateway on the site's store and wait for its first poll."""
+        self.gw = Gateway(self.site, clock=self.clock)
+        done = [j.done for j in self.gw.jobs]
+        self._task = asyncio.create_task(self.gw.run())
+        await self._wait(done)
+        return self.gw
+
+    async def stop_gateway(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.gw is not None:
+            await self.gw.aclose()
+            self.gw = None
+
+    async def cycle(self, n: int = 1) -> None:
+        """Move time on by one poll interval, n times, waiting for each poll to finish."""
+        for _ in range(n):
+            done = [j.done for j in self.gateway.jobs]
+            self.clock.advance(POLL_S)
+            await self._wait(done)
+
+    @staticmethod
+    async def _wait(events: list[asyncio.Event]) -> None:
+        async with asyncio.timeout(10):
+            await asyncio.gather(*(e.wait() for e in events))
+
+    def tickets(self) -> list[Ticket]:
+        return self.gateway.store.tickets()
+
+
+@pytest.fixture
+async def harness(site_file: Path) -> AsyncIterator[Harness]:
+    site = load_site(site_file)
+    clock = ManualClock()
+    sim = Simulator(simulator_endpoints(site), SCENARIO, clock=clock)
+    async with sim:
+        h = Harness(site, clock, sim)
+        try:
+            yield h
+        finally:
+            await h.stop_gateway()
