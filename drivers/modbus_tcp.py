@@ -72,7 +72,8 @@ class ModbusTcpLink:
             self.address, port=self.port, timeout=self.timeout_s, retries=0, reconnect_delay=0, name=self.name
         )
         try:
-            ok = await asyncio.wait_for(client.connect(), self.timeout_s * 2)
+            async with asyncio.timeout(self.timeout_s * 2):
+                ok = await client.connect()
         except (TimeoutError, OSError, ModbusException):
             ok = False
         if not ok:
@@ -103,7 +104,8 @@ class ModbusTcpLink:
             for _ in range(self.retries + 1):
                 self.requests += 1
                 try:
-                    rr = await asyncio.wait_for(read(address, count=count, device_id=self.unit), self.timeout_s * 1.5)
+                    async with asyncio.timeout(self.timeout_s * 1.5):
+                        rr = await read(address, count=count, device_id=self.unit)
                 except (TimeoutError, ModbusException, OSError) as exc:
                     last = exc
                     if not client.connected:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -143,7 +144,13 @@ async def cmd_run(site: LoadedSite, db: Path | None) -> int:
 
     store = Store(db) if db else None
     async with Gateway(site, store=store) as gw:
-        await run_until_stopped([gw.run], None)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, gw.log_stats)  # `kill -USR1 PID` logs the counters
+        try:
+            await run_until_stopped([gw.run], None)
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+            gw.log_stats()
     return 0
 
 

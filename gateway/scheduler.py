@@ -37,8 +37,14 @@ def stagger(jobs: Sequence[PollJob]) -> None:
 
 async def run_job(job: PollJob, clock: Clock) -> None:
     """Run one job forever (until cancelled)."""
+    me = asyncio.current_task()
     next_at = clock.monotonic() + job.phase_s
     while True:
+        # asyncio.wait_for on Python 3.11 (used inside pymodbus) can swallow a CancelledError
+        # when its inner future completes at the same moment; the request to cancel is still
+        # counted on the task, so honour it here or shutdown would wait forever.
+        if me is not None and me.cancelling():
+            raise asyncio.CancelledError
         await clock.sleep_until(next_at)
         try:
             await job.run()

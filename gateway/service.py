@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from alarmgw.clock import Clock, SystemClock
-from alarmgw.model import Device, DeviceKind, Reading
+from alarmgw.model import Device, Reading
 from diagnostics.engine import Diagnoser, FaultChange
 from diagnostics.rules import load_fault_table
 from diagnostics.tickets import Ticket
@@ -114,8 +114,20 @@ class Gateway:
                 log.info("ticket %s %s: %s %s", ticket.id, action, ticket.device_id, ticket.fault)
                 self.tickets.publish(TicketEvent(action, ticket, self.clock.now()))
 
-    def devices_of_kind(self, kind: DeviceKind) -> list[Device]:
-        return [d for d in self.devices.values() if d.kind is kind]
+    def stats(self) -> dict[str, int]:
+        """Counters since start, for the log and for benchmarks."""
+        return {
+            "readings": self.readings_seen,
+            "polls": sum(j.runs for j in self.jobs),
+            "poll_errors": sum(j.errors for j in self.jobs),
+            "polls_skipped": sum(j.skipped for j in self.jobs),
+            "requests": sum(link.requests for link in self.links),
+            "link_failures": sum(link.failures for link in self.links),
+            "active_faults": len(self.diagnoser.active()),
+        }
+
+    def log_stats(self) -> None:
+        log.info("stats %s", " ".join(f"{k}={v}" for k, v in self.stats().items()))
 
     async def run(self) -> None:
         """Poll until cancelled."""

@@ -12,7 +12,6 @@ import json
 import logging
 import sys
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import get_args
 
@@ -24,6 +23,7 @@ from simulator.scenario import FaultName, Scenario, load_scenario
 
 from .config import LoadedSite
 from .runtime import run_until_stopped
+from .store import iso
 from .wiring import simulator_endpoints
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,10 @@ log = logging.getLogger(__name__)
 async def simulate(site: LoadedSite, scenario_path: Path | None, seed: int, duration: float | None) -> int:
     scenario = load_scenario(scenario_path) if scenario_path else Scenario()
     sim = Simulator(simulator_endpoints(site), scenario, seed=seed)
-    started = datetime.now(UTC)
     async with sim:
         ready = {
             "event": "ready",
-            "started_at": started.isoformat(),
+            "started_at": iso(sim.started_at),
             "seed": sim.seed,
             "hosts": [f"{s.endpoint.address}:{s.endpoint.port}" for s in sim.servers],
         }

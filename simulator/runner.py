@@ -31,6 +31,7 @@ class Simulator:
         devices = [d for ep in endpoints for d, _ in ep.slots]
         self.site = SimSite(devices, self.seed, scenario.report_interval_s)
         self.t0 = self.clock.monotonic()
+        self.started_at = self.clock.now()  # wall time of t0: scenario offsets count from it
         self.site.inject_all(scenario.faults)
         self.servers = [ModbusHostServer(ep, self.site, self.clock, self.t0) for ep in endpoints]
 

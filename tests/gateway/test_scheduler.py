@@ -1,0 +1,102 @@
+"""The poll scheduler on a manual clock: intervals, stagger, supervision, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from alarmgw.clock import ManualClock
+from gateway.scheduler import PollJob, run_job, run_jobs, stagger
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_each_job_runs_at_its_own_interval() -> None:
+    clock = ManualClock()
+    runs: list[tuple[str, float]] = []
+
+    def job(name: str, interval: float) -> PollJob:
+        async def run() -> None:
+            runs.append((name, clock.monotonic()))
+
+        return PollJob(name, interval, run)
+
+    jobs = [job("fast", 2.0), job("slow", 5.0)]
+    task = asyncio.create_task(run_jobs(jobs, clock))
+    await settle()
+    for _ in range(10):
+        clock.advance(1.0)
+        await settle()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert [t for n, t in runs if n == "fast"] == [0, 2, 4, 6, 8, 10]
+    assert [t for n, t in runs if n == "slow"] == [0, 5, 10]
+
+
+def test_stagger_spreads_phases_over_the_interval() -> None:
+    jobs = [PollJob(str(i), 10.0, settle) for i in range(4)]
+    stagger(jobs)
+    assert [j.phase_s for j in jobs] == [0.0, 2.5, 5.0, 7.5]
+
+
+async def test_a_failing_poll_does_not_stop_the_loop() -> None:
+    clock = ManualClock()
+    calls = 0
+
+    async def run() -> None:
+        nonlocal calls
+        calls += 1
+        if calls % 2:
+            raise RuntimeError("device said something odd")
+
+    job = PollJob("flaky", 1.0, run)
+    task = asyncio.create_task(run_job(job, clock))
+    for _ in range(6):
+        await settle()
+        clock.advance(1.0)
+    await settle()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert calls == 7 and job.errors == 4 and job.runs == 7
+
+
+async def test_missed_ticks_are_skipped_not_queued() -> None:
+    clock = ManualClock()
+
+    async def noop() -> None:
+        pass
+
+    job = PollJob("slow", 1.0, noop)
+    task = asyncio.create_task(run_job(job, clock))
+    await settle()
+    clock.advance(5.5)  # the box was stalled for five intervals
+    await settle()
+    clock.advance(0.5)
+    await settle()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert job.runs == 3 and job.skipped == 4
+
+
+async def test_shutdown_holds_even_when_a_poll_swallows_the_cancel() -> None:
+    """asyncio.wait_for on 3.11 can eat a CancelledError; the loop must still stop."""
+    clock = ManualClock()
+    entered = asyncio.Event()
+
+    async def stubborn() -> None:
+        entered.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+
+    job = PollJob("stubborn", 1.0, stubborn)
+    task = asyncio.create_task(run_job(job, clock))
+    await entered.wait()
+    task.cancel()
+    await asyncio.wait({task}, timeout=2)  # does not pass its own cancellation on to the task
+    assert task.cancelled()
