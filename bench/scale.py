@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALARMGW = [sys.executable, "-m", "gateway.cli"]
 sys.path.insert(0, str(ROOT))
 
-from gateway.runtime import free_port  # noqa: E402
+from gateway.runtime import free_ports  # noqa: E402
 
 
 def write_site(folder: Path, hosts: int, detectors: int, interval: float) -> tuple[Path, list[str]]:
@@ -55,11 +55,12 @@ def write_site(folder: Path, hosts: int, detectors: int, interval: float) -> tup
         "hosts:",
     ]
     device_ids = []
+    ports = free_ports(hosts)
     for h in range(hosts):
         lines += [
             f"  - id: h{h:03d}",
             "    model: sim-wh100",
-            f"    modbus: {{address: 127.0.0.1, port: {free_port()}}}",
+            f"    modbus: {{address: 127.0.0.1, port: {ports[h]}}}",
         ]
         lines.append("    devices:")
         for d in range(detectors):
@@ -144,17 +145,21 @@ def main() -> int:
         f"poll every {args.interval:g} s, {args.duration:g} s run, {args.faults} tamper faults; files in {folder}"
     )
 
+    sim_log = (folder / "simulator.log").open("w")
     sim = subprocess.Popen(
         [*ALARMGW, "simulate", "-c", str(site), "--scenario", str(scenario)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=sim_log,
         stdin=subprocess.DEVNULL,
         text=True,
     )
     gw = None
     try:
         assert sim.stdout is not None
-        ready = json.loads(sim.stdout.readline())
+        first = sim.stdout.readline()
+        if not first:
+            raise SystemExit(f"simulator did not start; see {folder / 'simulator.log'}")
+        ready = json.loads(first)
         sim_start = datetime.fromisoformat(ready["started_at"].replace("Z", "+00:00"))
         t_start = time.monotonic()
         gw = subprocess.Popen(

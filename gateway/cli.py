@@ -21,6 +21,7 @@ from rich.console import Console
 from alarmgw import __version__
 from alarmgw.yamlfile import ConfigError
 from diagnostics.tickets import IllegalTransition, Ticket, TicketState
+from simulator.modbus_server import SimulatorError
 
 from .config import LoadedSite, load_site
 from .runtime import run_until_stopped
@@ -122,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except StoreError as exc:
         err.print(f"[bold red]store error[/]: {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except SimulatorError as exc:
+        err.print(f"[bold red]simulator error[/]: {exc}", highlight=False, soft_wrap=True)
         return 2
     except IllegalTransition as exc:
         err.print(f"[bold red]refused[/]: {exc}", highlight=False, soft_wrap=True)

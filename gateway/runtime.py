@@ -9,11 +9,23 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 
 
+def free_ports(n: int, address: str = "127.0.0.1") -> list[int]:
+    """`n` distinct TCP ports that were free a moment ago on `address`.
+
+    All are held open until every one is chosen: the kernel would otherwise happily hand
+    out a port it has just given back."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind((address, 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
+
+
 def free_port(address: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago on `address`."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1, address)[0]
 
 
 async def run_until_stopped(tasks: Sequence[Callable[[], Awaitable[object]]], duration: float | None) -> None:
@@ -48,4 +60,4 @@ async def _raise_when(event: asyncio.Event) -> None:
     raise _Stopped
 
 
-__all__ = ["free_port", "run_until_stopped"]
+__all__ = ["free_port", "free_ports", "run_until_stopped"]

@@ -19,6 +19,11 @@ from .models import SimSite
 
 log = logging.getLogger(__name__)
 
+
+class SimulatorError(Exception):
+    """The simulator cannot do what its site file asks (e.g. a port is taken)."""
+
+
 _READ_FUNCTIONS = {3: "holding", 4: "input"}
 
 
@@ -88,7 +93,12 @@ class ModbusHostServer:
         return None
 
     async def start(self) -> None:
-        await self.server.serve_forever(background=True)
+        """Start listening; raises SimulatorError naming the host and address if it cannot."""
+        try:
+            await self.server.serve_forever(background=True)
+        except (RuntimeError, OSError) as exc:
+            ep = self.endpoint
+            raise SimulatorError(f"host {ep.host.id}: cannot listen on {ep.address}:{ep.port} ({exc})") from exc
 
     async def stop(self) -> None:
         await self.server.shutdown()  # type: ignore[no-untyped-call]

@@ -55,8 +55,15 @@ class Simulator:
         raise KeyError(host_id)
 
     async def start(self) -> None:
-        for s in self.servers:
-            await s.start()
+        started = []
+        try:
+            for s in self.servers:
+                await s.start()
+                started.append(s)
+        except BaseException:
+            for s in started:
+                await s.stop()
+            raise
 
     async def stop(self) -> None:
         for s in self.servers:

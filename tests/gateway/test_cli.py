@@ -180,3 +180,15 @@ def test_simulator_answers_bad_commands_and_keeps_running(simulator: subprocess.
         reply = json.loads(simulator.stdout.readline())
         assert reply["event"] == "error" and expected in reply["error"]
     assert simulator.poll() is None
+
+
+def test_simulator_on_a_taken_port_says_which_host_and_exits_2(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        site = write_site(tmp_path, taken.getsockname()[1])
+        out = alarmgw("simulate", "-c", str(site), "--duration", "1")
+    assert out.returncode == 2
+    assert "host host-1: cannot listen on 127.0.0.1:" in out.stderr and "Traceback" not in out.stderr
