@@ -58,6 +58,11 @@ class ModbusTcpLink:
         self.reconnects = 0
 
     @property
+    def retry_in_s(self) -> float:
+        """Seconds until the link may try to connect again (0: now)."""
+        return max(0.0, self._retry_at - self._clock.monotonic())
+
+    @property
     def connected(self) -> bool:
         return self._client is not None and self._client.connected
 

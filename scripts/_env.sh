@@ -16,9 +16,13 @@ fi
 stamp="$venv/.alarmgw-installed"
 want=$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "installing alarmgw and its tools into $venv" >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[dev]"
+  echo "installing alarmgw and its tools into $venv (log: $venv/install.log)" >&2
+  if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip \
+         && "$venv/bin/python" -m pip install --disable-pip-version-check -e "$root[dev]"; } > "$venv/install.log" 2>&1; then
+    tail -30 "$venv/install.log" >&2
+    echo "installation failed; the whole log is in $venv/install.log" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 cd "$root"

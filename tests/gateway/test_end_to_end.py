@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from alarmgw.clock import ManualClock
 from diagnostics.tickets import TicketState
+from gateway.config import load_site
+from gateway.service import Gateway
 from simulator.modbus_server import ModbusHostServer
-from tests.conftest import POLL_S, Harness
+from tests.conftest import POLL_S, Harness, write_site
 
 
 async def test_healthy_site_opens_no_ticket(harness: Harness) -> None:
@@ -135,3 +138,15 @@ async def test_acknowledge_stops_the_response_clock(harness: Harness) -> None:
     response, arrival, _ = acked.clocks(gw.clock.now())
     assert response.state == "met" and arrival.state == "breached"
     assert [h["action"] for h in gw.store.history(t.id or 0)] == ["opened", "acknowledged"]
+
+
+def test_devices_with_their_own_interval_get_their_own_poll_job(tmp_path: Path) -> None:
+    site_file = write_site(tmp_path, 1502)
+    text = site_file.read_text().replace("location: corridor}", "location: corridor, poll_interval_s: 30}")
+    site_file.write_text(text)
+    gw = Gateway(load_site(site_file), clock=ManualClock())
+    try:
+        jobs = {j.name: j.interval_s for j in gw.jobs}
+        assert jobs == {"host-1@5s": 5.0, "host-1@30s": 30.0}
+    finally:
+        gw.store.close()

@@ -9,6 +9,12 @@ from alarmgw.clock import ManualClock
 from gateway.scheduler import PollJob, run_job, run_jobs, stagger
 
 
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -30,9 +36,7 @@ async def test_each_job_runs_at_its_own_interval() -> None:
     for _ in range(10):
         clock.advance(1.0)
         await settle()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
     assert [t for n, t in runs if n == "fast"] == [0, 2, 4, 6, 8, 10]
     assert [t for n, t in runs if n == "slow"] == [0, 5, 10]
 
@@ -59,9 +63,7 @@ async def test_a_failing_poll_does_not_stop_the_loop() -> None:
         await settle()
         clock.advance(1.0)
     await settle()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
     assert calls == 7 and job.errors == 4 and job.runs == 7
 
 
@@ -78,9 +80,7 @@ async def test_missed_ticks_are_skipped_not_queued() -> None:
     await settle()
     clock.advance(0.5)
     await settle()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
     assert job.runs == 3 and job.skipped == 4
 
 

@@ -1,0 +1,78 @@
+"""The Modbus TCP link and poller against the simulator's real server on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from alarmgw.clock import ManualClock
+from alarmgw.model import Device, DeviceKind
+from drivers.backoff import Backoff
+from drivers.errors import DeviceRefused, LinkDown
+from drivers.modbus_map import BlockRead, load_profile
+from drivers.modbus_tcp import HostPoller, ModbusTcpLink
+from gateway.runtime import free_port
+from simulator.modbus_server import HostEndpoint
+from simulator.runner import Simulator
+
+PROFILE = load_profile(Path(__file__).parents[2] / "config/profiles/sim-wh100.yaml")
+HOST = Device("h1", DeviceKind.HOST, "h1", None)
+SMOKE = Device("s1", DeviceKind.SMOKE_DETECTOR, "h1", "h1")
+PIR = Device("p1", DeviceKind.PIR_DETECTOR, "h1", "h1")
+SLOTS = [(HOST, 0), (SMOKE, 1), (PIR, 3)]
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Simulator, int, ManualClock]]:
+    clock = ManualClock()
+    port = free_port()
+    async with Simulator([HostEndpoint(HOST, "127.0.0.1", port, 1, PROFILE, SLOTS)], clock=clock) as sim:
+        yield sim, port, clock
+
+
+async def test_merged_read_decodes_every_device(served: tuple[Simulator, int, ManualClock]) -> None:
+    sim, port, clock = served
+    link = ModbusTcpLink("h1", "127.0.0.1", port, 1, clock, timeout_s=0.5)
+    poller = HostPoller(HOST, link, PROFILE, SLOTS, clock)
+    plan = poller.plan(["h1", "s1", "p1"])
+    assert [(b.address, b.count) for b in plan] == [(0, 32)]  # the empty slot 2 is read across
+    sim.inject("s1", "tamper")
+    readings = {r.device_id: r.values for r in await poller.poll(plan)}
+    assert readings["h1"]["link_lost"] is False
+    assert readings["s1"]["tamper"] is True and readings["p1"]["tamper"] is False
+    assert 2.9 < float(readings["s1"]["battery_v"]) < 3.2
+    assert link.requests == 1
+    await link.close()
+
+
+async def test_protocol_exception_is_refused_not_a_lost_link(served: tuple[Simulator, int, ManualClock]) -> None:
+    _, port, clock = served
+    link = ModbusTcpLink("h1", "127.0.0.1", port, 1, clock, timeout_s=0.5)
+    with pytest.raises(DeviceRefused, match="exception"):
+        await link.read_registers("holding", 1000, 8)  # past the end of the host's map
+    poller = HostPoller(HOST, link, PROFILE, SLOTS, clock)
+    bad_then_good = [BlockRead(1000, 8, (("s1", 0),)), BlockRead(24, 8, (("p1", 0),))]
+    readings = await poller.poll(bad_then_good)
+    assert [r.device_id for r in readings] == ["p1"]  # one bad block costs itself only
+    assert poller.refused == 1
+    await link.close()
+
+
+async def test_dead_port_is_a_link_lost_reading_and_backs_off() -> None:
+    clock = ManualClock()
+    link = ModbusTcpLink("h9", "127.0.0.1", free_port(), 1, clock, timeout_s=0.3, backoff=Backoff(1.0, 8.0, jitter=0))
+    poller = HostPoller(Device("h9", DeviceKind.HOST, "h9", None), link, PROFILE, [], clock)
+    plan = [BlockRead(0, 8, (("h9", 0),))]
+    assert [r.values for r in await poller.poll(plan)] == [{"link_lost": True}]
+    # Within the backoff the link does not even try: no time is spent on a known-dead peer.
+    with pytest.raises(LinkDown, match=r"next attempt in 1\.0 s"):
+        await link.read_registers("holding", 0, 8)
+    delays = []
+    for _ in range(5):
+        clock.advance(60)
+        with pytest.raises(LinkDown):
+            await link.read_registers("holding", 0, 8)
+        delays.append(round(link.retry_in_s, 3))
+    assert delays == [2.0, 4.0, 8.0, 8.0, 8.0]
