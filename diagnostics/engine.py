@@ -76,6 +76,10 @@ class Diagnoser:
             if key[0] in self._rules:
                 self._state.setdefault(key, _State()).active = True
 
+    def retract(self, device_id: str, fault: str) -> None:
+        """Undo a raise that could not be recorded, so the next reading raises it again."""
+        self._state.pop((device_id, fault), None)
+
     def is_active(self, device_id: str, fault: str) -> bool:
         st = self._state.get((device_id, fault))
         return st is not None and st.active

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from alarmgw.clock import Clock, SystemClock
 from alarmgw.model import Device, Reading
-from diagnostics.engine import Diagnoser, FaultChange
+from diagnostics.engine import Diagnoser, FaultChange, FaultRaised
 from diagnostics.rules import load_fault_table
 from diagnostics.tickets import Ticket
 from drivers.backoff import Backoff
@@ -50,6 +50,7 @@ class Gateway:
         self.tickets: Bus[TicketEvent] = Bus()
         self.faults: Bus[FaultChange] = Bus()
         self.readings_seen = 0
+        self.record_failures = 0
         self.links: list[ModbusTcpLink] = []
         self.jobs: list[PollJob] = []
         self._build_pollers()
@@ -105,9 +106,12 @@ class Gateway:
                 before = self.store.live_ticket(change.device_id, change.fault)
                 ticket = self.desk.apply(change)
             except Exception:
-                # The fault stays active in the diagnoser and in the log; the next change
-                # or a restart reconciles the store. Never let a store hiccup stop polling.
-                log.exception("could not record %s", change)
+                # Never let a store hiccup stop polling, and never lose the fault: a raise
+                # that was not written is taken back, so the next reading raises it again.
+                log.exception("could not record %s; will retry on the next reading", change)
+                if isinstance(change, FaultRaised):
+                    self.diagnoser.retract(change.device_id, change.fault)
+                self.record_failures += 1
                 continue
             if ticket is not None:
                 action = "opened" if before is None and ticket.device_id == change.device_id else "changed"
@@ -124,6 +128,7 @@ class Gateway:
             "requests": sum(link.requests for link in self.links),
             "link_failures": sum(link.failures for link in self.links),
             "active_faults": len(self.diagnoser.active()),
+            "record_failures": self.record_failures,
         }
 
     def log_stats(self) -> None:

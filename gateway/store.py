@@ -95,11 +95,12 @@ class TicketNotFound(StoreError):
 class Store:
     """Tickets on disk. Use as a context manager or call `close()`."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            # Another process (the tickets CLI) may hold the write lock for a moment.
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from alarmgw.clock import ManualClock
 from diagnostics.tickets import TicketState
 from gateway.config import load_site
 from gateway.service import Gateway
+from gateway.store import Store
 from simulator.modbus_server import ModbusHostServer
 from tests.conftest import POLL_S, Harness, write_site
 
@@ -150,3 +152,21 @@ def test_devices_with_their_own_interval_get_their_own_poll_job(tmp_path: Path) 
         assert jobs == {"host-1@5s": 5.0, "host-1@30s": 30.0}
     finally:
         gw.store.close()
+
+
+async def test_a_locked_store_delays_a_ticket_but_never_loses_it(harness: Harness) -> None:
+    gw = await harness.start_gateway()
+    gw.store.close()
+    gw.store = gw.desk.store = Store(harness.site.store_path, busy_timeout_s=0.05)
+    blocker = sqlite3.connect(harness.site.store_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # e.g. a backup holding the file
+    harness.sim.inject("pir-2", "tamper")
+    try:
+        await harness.cycle(2)
+        assert gw.record_failures == 2  # tried on both polls, polling went on
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await harness.cycle(1)
+    (t,) = harness.tickets()
+    assert (t.device_id, t.fault) == ("pir-2", "tamper")
