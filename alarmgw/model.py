@@ -21,11 +21,12 @@ class DeviceKind(StrEnum):
     BATTERY = "battery"
     SIREN = "siren"
     PSU = "psu"
+    BUS = "bus"  # a serial bus (RS-485/RS-232 port) the gateway reaches hosts through
 
     @property
     def is_wireless(self) -> bool:
         """Reaches its host over the radio, so it has an RF link to supervise."""
-        return self not in (DeviceKind.HOST, DeviceKind.BATTERY, DeviceKind.PSU)
+        return self not in (DeviceKind.HOST, DeviceKind.BATTERY, DeviceKind.PSU, DeviceKind.BUS)
 
     @property
     def is_fire(self) -> bool:
@@ -49,6 +50,7 @@ FIELDS: Mapping[str, str] = {
     "alarm": "the device is in alarm (smoke, motion)",
     "rf_errors": "RF frames with a bad check, running count",
     "present": "the slot holds an enrolled device",
+    "bus_error_rate": "share of recent transactions on a serial bus that failed (bad check, garbled, no answer)",
 }
 
 

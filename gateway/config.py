@@ -63,10 +63,32 @@ class ModbusTcpEndpoint(_Strict):
     unit: int = Field(default=1, ge=0, le=247)
 
 
+class SerialBusConfig(_Strict):
+    """A serial port and what speaks on it."""
+
+    id: Ident
+    port: Path  # /dev/ttyUSB0, /dev/serial/by-id/..., or the link the simulator makes
+    protocol: Literal["modbus_rtu", "it100"]
+    baud: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    timeout_s: Seconds = 0.5
+    retries: int = Field(default=1, ge=0, le=5)
+    poll_interval_s: Seconds | None = None
+
+
+class RtuEndpoint(_Strict):
+    bus: Ident
+    unit: int = Field(ge=1, le=247)
+
+
+class It100Endpoint(_Strict):
+    bus: Ident
+
+
 class DeviceConfig(_Strict):
     id: Ident
     kind: DeviceKind
-    slot: int = Field(ge=1, le=8000)
+    slot: int | None = Field(default=None, ge=1, le=8000)  # register slot (Modbus hosts)
+    zone: int | None = Field(default=None, ge=1, le=999)  # zone number (IT-100 hosts)
     parent: Ident | None = None  # a repeater on the same host; the host when omitted
     location: str = ""
     model: str = ""
@@ -75,19 +97,39 @@ class DeviceConfig(_Strict):
 
     @model_validator(mode="after")
     def _not_host(self) -> DeviceConfig:
-        if self.kind is DeviceKind.HOST:
-            raise ValueError("kind: a host is declared under hosts, not under devices")
+        if self.kind in (DeviceKind.HOST, DeviceKind.BUS):
+            raise ValueError(f"kind: a {self.kind.value} is declared under {self.kind.value}es, not under devices")
         return self
 
 
 class HostConfig(_Strict):
     id: Ident
-    model: str  # the register profile, config/profiles/<model>.yaml
+    model: str = ""  # the register profile, config/profiles/<model>.yaml (Modbus hosts)
     location: str = ""
     commissioned_on: date | None = None
-    modbus: ModbusTcpEndpoint
+    # How the gateway reaches it: exactly one of these.
+    modbus: ModbusTcpEndpoint | None = None
+    rtu: RtuEndpoint | None = None
+    it100: It100Endpoint | None = None
     poll_interval_s: Seconds | None = None
     devices: list[DeviceConfig] = []
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> HostConfig:
+        given = [k for k in ("modbus", "rtu", "it100") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of modbus, rtu, it100 (given: {', '.join(given) or 'none'})")
+        if self.it100 is None and not self.model:
+            raise ValueError("model: a Modbus host needs the name of its register profile")
+        place = "zone" if self.it100 is not None else "slot"
+        for i, d in enumerate(self.devices):
+            if getattr(d, place) is None:
+                raise ValueError(f"devices[{i}].{place}: required for a device on a {given[0]} host")
+        return self
+
+    @property
+    def bus(self) -> str | None:
+        return self.rtu.bus if self.rtu else self.it100.bus if self.it100 else None
 
 
 class SiteConfig(_Strict):
@@ -97,26 +139,51 @@ class SiteConfig(_Strict):
     supervision_s: dict[DeviceKind, Seconds | None] = {}
     faults_file: Path | None = None  # replaces the built-in fault table
     profiles_dir: Path | None = None  # looked in before the built-in profiles
+    buses: list[SerialBusConfig] = []
     hosts: list[HostConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _topology(self) -> SiteConfig:
         seen: dict[str, str] = {}
+        buses = {}
+        for bi, bus in enumerate(self.buses):
+            if bus.id in seen:
+                raise ValueError(f"buses[{bi}].id: {bus.id!r} already used by {seen[bus.id]}")
+            seen[bus.id] = f"buses[{bi}]"
+            buses[bus.id] = bus
+        units: dict[tuple[str, int], str] = {}
         for hi, host in enumerate(self.hosts):
+            if host.bus is not None:
+                key = "rtu" if host.rtu else "it100"
+                on = buses.get(host.bus)
+                want = "modbus_rtu" if host.rtu else "it100"
+                if on is None:
+                    raise ValueError(f"hosts[{hi}].{key}.bus: no bus {host.bus!r} under buses")
+                if on.protocol != want:
+                    raise ValueError(f"hosts[{hi}].{key}.bus: bus {host.bus!r} speaks {on.protocol}, not {want}")
+                unit = host.rtu.unit if host.rtu else 0
+                if (host.bus, unit) in units:
+                    what = f"unit {unit}" if host.rtu else "an IT-100 host"
+                    raise ValueError(
+                        f"hosts[{hi}].{key}: bus {host.bus!r} already has {what} ({units[(host.bus, unit)]})"
+                    )
+                units[(host.bus, unit)] = host.id
             where = f"hosts[{hi}]"
             if host.id in seen:
                 raise ValueError(f"{where}.id: {host.id!r} already used by {seen[host.id]}")
             seen[host.id] = where
-            slots: dict[int, str] = {}
+            places: dict[int, str] = {}
+            place = "zone" if host.it100 else "slot"
             kinds = {d.id: d.kind for d in host.devices}
             for di, dev in enumerate(host.devices):
                 dwhere = f"{where}.devices[{di}]"
                 if dev.id in seen:
                     raise ValueError(f"{dwhere}.id: {dev.id!r} already used by {seen[dev.id]}")
                 seen[dev.id] = dwhere
-                if dev.slot in slots:
-                    raise ValueError(f"{dwhere}.slot: slot {dev.slot} already used by {slots[dev.slot]}")
-                slots[dev.slot] = dev.id
+                number = getattr(dev, place)
+                if number in places:
+                    raise ValueError(f"{dwhere}.{place}: {place} {number} already used by {places[number]}")
+                places[number] = dev.id
             for di, dev in enumerate(host.devices):
                 if dev.parent is None or dev.parent == host.id:
                     continue
@@ -132,10 +199,10 @@ class SiteConfig(_Strict):
         return out
 
     def devices(self) -> list[Device]:
-        """Every device of the site in the common model, hosts first."""
-        out = []
+        """Every device of the site in the common model: buses, then each host and its devices."""
+        out = [Device(b.id, DeviceKind.BUS, b.id, None, str(b.port), b.protocol) for b in self.buses]
         for h in self.hosts:
-            out.append(Device(h.id, DeviceKind.HOST, h.id, None, h.location, h.model, h.commissioned_on))
+            out.append(Device(h.id, DeviceKind.HOST, h.id, h.bus, h.location, h.model, h.commissioned_on))
             for d in h.devices:
                 out.append(
                     Device(
@@ -160,9 +227,10 @@ class LoadedSite:
         base = path.parent
         self.store_path = config.store.path if config.store.path.is_absolute() else base / config.store.path
         self.faults_file = (base / config.faults_file) if config.faults_file else DEFAULT_FAULTS_FILE
+        self.bus_ports = {b.id: b.port if b.port.is_absolute() else base / b.port for b in config.buses}
         self.profiles: dict[str, Profile] = {}
         for hi, host in enumerate(config.hosts):
-            if host.model not in self.profiles:
+            if host.it100 is None and host.model not in self.profiles:
                 self.profiles[host.model] = find_profile(
                     host.model, config.profiles_dir and base / config.profiles_dir, path, f"hosts[{hi}].model"
                 )

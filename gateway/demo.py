@@ -28,6 +28,8 @@ def demo_site(db: Path | None) -> LoadedSite:
     site = load_site(builtin("demo-site.yaml"))
     hosts = [
         h.model_copy(update={"modbus": ModbusTcpEndpoint(address="127.0.0.1", port=free_port(), unit=h.modbus.unit)})
+        if h.modbus is not None
+        else h
         for h in site.config.hosts
     ]
     config = site.config.model_copy(update={"hosts": [HostConfig.model_validate(h.model_dump()) for h in hosts]})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,7 +13,8 @@ from diagnostics.engine import Diagnoser, FaultChange, FaultRaised
 from diagnostics.rules import load_fault_table
 from diagnostics.tickets import Ticket
 from drivers.backoff import Backoff
-from drivers.modbus_tcp import HostPoller, ModbusTcpLink
+from drivers.it100_link import It100Link, It100Poller
+from drivers.modbus_client import HostPoller, ModbusLink, rtu_link, tcp_link
 
 from .bus import Bus
 from .config import LoadedSite
@@ -51,42 +52,90 @@ class Gateway:
         self.faults: Bus[FaultChange] = Bus()
         self.readings_seen = 0
         self.record_failures = 0
-        self.links: list[ModbusTcpLink] = []
+        self.links: list[ModbusLink | It100Link] = []
         self.jobs: list[PollJob] = []
         self._build_pollers()
 
     def _build_pollers(self) -> None:
         cfg = self.site.config
-        for host in cfg.hosts:
-            link = ModbusTcpLink(
-                host.id,
-                host.modbus.address,
-                host.modbus.port,
-                host.modbus.unit,
-                self.clock,
-                timeout_s=cfg.poll.timeout_s,
-                retries=cfg.poll.retries,
-                backoff=Backoff(cfg.poll.backoff_initial_s, cfg.poll.backoff_max_s),
+
+        def backoff() -> Backoff:
+            return Backoff(cfg.poll.backoff_initial_s, cfg.poll.backoff_max_s)
+
+        bus_links: dict[str, ModbusLink | It100Link] = {}
+        for bus in cfg.buses:
+            port = str(self.site.bus_ports[bus.id])
+            common = {"timeout_s": bus.timeout_s, "retries": bus.retries, "backoff": backoff()}
+            link: ModbusLink | It100Link = (
+                rtu_link(bus.id, port, bus.baud, self.clock, **common)  # type: ignore[arg-type]
+                if bus.protocol == "modbus_rtu"
+                else It100Link(bus.id, port, bus.baud, self.clock, **common)  # type: ignore[arg-type]
             )
+            bus_links[bus.id] = link
             self.links.append(link)
-            host_interval = host.poll_interval_s or cfg.poll.interval_s
-            slots: list[tuple[Device, int]] = [(self.devices[host.id], 0)]
+        for host in cfg.hosts:
+            host_dev = self.devices[host.id]
+            bus_cfg = next((b for b in cfg.buses if b.id == host.bus), None)
+            host_interval = host.poll_interval_s or (bus_cfg and bus_cfg.poll_interval_s) or cfg.poll.interval_s
+            if host.it100 is not None:
+                it_link = bus_links[host.it100.bus]
+                assert isinstance(it_link, It100Link)
+                zones = {d.zone: self.devices[d.id] for d in host.devices if d.zone is not None}
+                panel = It100Poller(host_dev, zones, it_link, self.clock, self.ingest)
+                self.jobs.append(PollJob(f"{host.id}@{host_interval:g}s", host_interval, self._run(panel.poll)))
+                continue
+            if host.modbus is not None:
+                mb_link: ModbusLink | It100Link = tcp_link(
+                    host.id,
+                    host.modbus.address,
+                    host.modbus.port,
+                    host.modbus.unit,
+                    self.clock,
+                    timeout_s=cfg.poll.timeout_s,
+                    retries=cfg.poll.retries,
+                    backoff=backoff(),
+                )
+                self.links.append(mb_link)
+                unit = None
+            else:
+                assert host.rtu is not None
+                mb_link, unit = bus_links[host.rtu.bus], host.rtu.unit
+            assert isinstance(mb_link, ModbusLink)
+            slots: list[tuple[Device, int]] = [(host_dev, 0)]
             groups: dict[float, list[str]] = {host_interval: [host.id]}
             for d in host.devices:
+                assert d.slot is not None
                 slots.append((self.devices[d.id], d.slot))
                 groups.setdefault(d.poll_interval_s or host_interval, []).append(d.id)
-            poller = HostPoller(self.devices[host.id], link, self.site.profiles[host.model], slots, self.clock)
+            poller = HostPoller(host_dev, mb_link, self.site.profiles[host.model], slots, self.clock, unit)
             for interval, ids in sorted(groups.items()):
                 self.jobs.append(self._job(f"{host.id}@{interval:g}s", interval, poller, ids))
+        for bus in cfg.buses:
+            interval = bus.poll_interval_s or cfg.poll.interval_s
+            self.jobs.append(PollJob(f"{bus.id}@{interval:g}s", interval, self._bus_health(bus.id, bus_links[bus.id])))
         stagger(self.jobs)
+
+    def _run(self, poll: Callable[[], Awaitable[list[Reading]]]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            self.ingest(await poll())
+
+        return run
+
+    def _bus_health(self, bus_id: str, link: ModbusLink | It100Link) -> Callable[[], Awaitable[None]]:
+        """A bus reports whether its port is open and how many recent transactions failed."""
+
+        async def run() -> None:
+            values: dict[str, float | int | bool] = {"link_lost": not link.connected and link.requests > 0}
+            rate = link.error_rate()
+            if rate is not None:
+                values["bus_error_rate"] = rate
+            self.ingest([Reading(bus_id, self.clock.now(), values)])
+
+        return run
 
     def _job(self, name: str, interval: float, poller: HostPoller, ids: Sequence[str]) -> PollJob:
         plan = poller.plan(ids)
-
-        async def run() -> None:
-            self.ingest(await poller.poll(plan))
-
-        return PollJob(name, interval, run)
+        return PollJob(name, interval, self._run(lambda: poller.poll(plan)))
 
     def ingest(self, readings: Sequence[Reading]) -> None:
         """Feed readings through diagnostics into tickets. Called by every driver."""

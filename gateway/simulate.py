@@ -2,7 +2,7 @@
 
 It prints one JSON line when it is serving (with its start time, so scenario offsets can be
 turned into UTC), and takes run-time injections on standard input, one per line:
-`inject DEVICE FAULT [DURATION_S]`.
+`inject DEVICE FAULT [DURATION_S]`, `unplug BUS`, `plug BUS`, `noise BUS SHARE`.
 """
 
 from __future__ import annotations
@@ -24,20 +24,21 @@ from simulator.scenario import FaultName, Scenario, load_scenario
 from .config import LoadedSite
 from .runtime import run_until_stopped
 from .store import iso
-from .wiring import simulator_endpoints
+from .wiring import simulator_buses, simulator_endpoints
 
 log = logging.getLogger(__name__)
 
 
 async def simulate(site: LoadedSite, scenario_path: Path | None, seed: int, duration: float | None) -> int:
     scenario = load_scenario(scenario_path) if scenario_path else Scenario()
-    sim = Simulator(simulator_endpoints(site), scenario, seed=seed)
+    sim = Simulator(simulator_endpoints(site), scenario, seed=seed, buses=simulator_buses(site))
     async with sim:
         ready = {
             "event": "ready",
             "started_at": iso(sim.started_at),
             "seed": sim.seed,
             "hosts": [f"{s.endpoint.address}:{s.endpoint.port}" for s in sim.servers],
+            "buses": {bus_id: str(line.line.link_path) for bus_id, line in sim.lines.items()},
         }
         print(json.dumps(ready), flush=True)
         await run_until_stopped([lambda: read_commands(sim)], duration)
@@ -60,28 +61,49 @@ async def read_commands(sim: Simulator) -> None:
         line = await lines.get()
         if not line:
             await asyncio.Event().wait()  # stdin closed: serve until stopped
-        reply = apply_command(sim, line)
+        reply = await apply_command(sim, line)
         if reply:
             print(json.dumps(reply), flush=True)
 
 
-def apply_command(sim: Simulator, line: str) -> dict[str, object] | None:
+USAGE = "inject DEVICE FAULT [DURATION_S] | unplug BUS | plug BUS | noise BUS SHARE"
+
+
+async def apply_command(sim: Simulator, line: str) -> dict[str, object] | None:
     """One command line -> a JSON-able reply; bad input is answered, never raised."""
     words = line.split()
     if not words:
         return None
-    if words[0] != "inject" or len(words) not in (3, 4):
-        return {"event": "error", "error": f"unknown command {line.strip()!r}; use: inject DEVICE FAULT [DURATION_S]"}
-    _, device, fault = words[:3]
-    if fault not in get_args(FaultName):
-        return {"event": "error", "error": f"unknown fault {fault!r}; one of {', '.join(get_args(FaultName))}"}
+    verb, args = words[0], words[1:]
     try:
-        duration = float(words[3]) if len(words) == 4 else None
-        injection = sim.inject(device, fault, duration)  # type: ignore[arg-type]
-    except ValueError:
-        return {"event": "error", "error": f"duration {words[3]!r} is not a number of seconds"}
+        if verb == "inject" and len(args) in (2, 3):
+            device, fault = args[:2]
+            if fault not in get_args(FaultName):
+                return _error(f"unknown fault {fault!r}; one of {', '.join(get_args(FaultName))}")
+            duration = _number(args[2], "duration") if len(args) == 3 else None
+            injection = sim.inject(device, fault, duration)  # type: ignore[arg-type]
+            return {"event": "injected", "device": device, "fault": fault, "at_s": round(injection.at, 3)}
+        if verb in ("unplug", "plug") and len(args) == 1:
+            await (sim.unplug(args[0]) if verb == "unplug" else sim.plug(args[0]))
+            return {"event": verb + "ged", "bus": args[0]}
+        if verb == "noise" and len(args) == 2:
+            sim.set_noise(args[0], _number(args[1], "noise share"))
+            return {"event": "noise", "bus": args[0], "share": float(args[1])}
+    except ValueError as exc:
+        return _error(str(exc))
     except ValidationError as exc:
-        return {"event": "error", "error": describe(exc)}
+        return _error(describe(exc))
     except KeyError as exc:
-        return {"event": "error", "error": str(exc.args[0])}
-    return {"event": "injected", "device": device, "fault": fault, "at_s": round(injection.at, 3)}
+        return _error(str(exc.args[0]))
+    return _error(f"unknown command {line.strip()!r}; use: {USAGE}")
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a number") from None
+
+
+def _error(message: str) -> dict[str, object]:
+    return {"event": "error", "error": message}

@@ -39,6 +39,56 @@ class HostEndpoint:
     slots: Sequence[tuple[Device, int]]  # the host itself in slot 0
 
 
+class HostRegisters:
+    """A host's register map, rendered from the device models for the instant asked."""
+
+    def __init__(self, host: Device, profile: Profile, slots: Sequence[tuple[Device, int]], site: SimSite) -> None:
+        self.host = host
+        self.profile = profile
+        self.site = site
+        layouts: dict[str, CompiledLayout] = {}
+        self._by_slot: dict[int, tuple[str, CompiledLayout]] = {}
+        for device, slot in slots:
+            k = device.kind.value
+            if k not in layouts:
+                layouts[k] = compile_layout(profile.layout_for(device.kind), profile.slot_registers)
+            self._by_slot[slot] = (device.id, layouts[k])
+        self.size = profile.slot_address(max(self._by_slot) + 1)
+
+    def offline_until(self, t: float) -> float | None:
+        """While the host is hung, when it comes back (inf: not within the scenario)."""
+        if not self.site.offline(self.host.id, t):
+            return None
+        return min(
+            i.window()[1] for i in self.site.devices[self.host.id].injections if i.fault == "offline" and i.active(t)
+        )
+
+    def render_into(self, registers: list[int], start: int, address: int, count: int, t: float) -> None:
+        """Fill `registers` (whose first word is register `start`) for a read of `count` at `address`."""
+        p = self.profile
+        first = (address - p.slot_base) // p.slot_registers
+        last = (address + count - 1 - p.slot_base) // p.slot_registers
+        for slot in range(max(first, 0), last + 1):
+            entry = self._by_slot.get(slot)
+            base = p.slot_address(slot) - start
+            if entry is None:
+                registers[base : base + p.slot_registers] = [0] * p.slot_registers
+                continue
+            device_id, layout = entry
+            registers[base : base + p.slot_registers] = encode_slot(layout, self.site.values(device_id, t))
+
+    def read(self, address: int, count: int, t: float) -> list[int] | None:
+        """`count` registers from `address`, or None when the range lies outside the map."""
+        if address < 0 or address + count > self.size:
+            return None
+        p = self.profile
+        first = p.slot_address((address - p.slot_base) // p.slot_registers)
+        span = p.slot_address((address + count - 1 - p.slot_base) // p.slot_registers + 1) - first
+        words = [0] * span
+        self.render_into(words, first, address, count, t)
+        return words[address - first : address - first + count]
+
+
 class ModbusHostServer:
     """A pymodbus server whose registers are rendered from the models at read time."""
 
@@ -47,19 +97,10 @@ class ModbusHostServer:
         self.site = site
         self.clock = clock
         self.t0 = t0
-        p = endpoint.profile
-        layouts: dict[str, CompiledLayout] = {}
-        self._by_slot: dict[int, tuple[str, CompiledLayout]] = {}
-        for device, slot in endpoint.slots:
-            k = device.kind.value
-            if k not in layouts:
-                layouts[k] = compile_layout(p.layout_for(device.kind), p.slot_registers)
-            self._by_slot[slot] = (device.id, layouts[k])
-        top = max(self._by_slot) + 1
-        self.size = p.slot_address(top)
+        self.registers = HostRegisters(endpoint.host, endpoint.profile, endpoint.slots, site)
         sim_device = SimDevice(
             id=endpoint.unit,
-            simdata=SimData(0, count=self.size, values=0, datatype=DataType.REGISTERS),
+            simdata=SimData(0, count=self.registers.size, values=0, datatype=DataType.REGISTERS),
             action=self._render,
         )
         self.server = ModbusTcpServer(sim_device, address=(endpoint.address, endpoint.port))
@@ -72,24 +113,11 @@ class ModbusHostServer:
         if _READ_FUNCTIONS.get(function_code) != self.endpoint.profile.function or values is not None:
             return ExcCodes.ILLEGAL_FUNCTION
         t = self.clock.monotonic() - self.t0
-        host_id = self.endpoint.host.id
-        if self.site.offline(host_id, t):
+        back = self.registers.offline_until(t)
+        if back is not None:
             # A hung host: the request is never answered while the fault lasts.
-            end = min(
-                i.window()[1] for i in self.site.devices[host_id].injections if i.fault == "offline" and i.active(t)
-            )
-            await self.clock.sleep_until(self.t0 + end)
-        p = self.endpoint.profile
-        first = (address - p.slot_base) // p.slot_registers
-        last = (address + count - 1 - p.slot_base) // p.slot_registers
-        for slot in range(max(first, 0), last + 1):
-            entry = self._by_slot.get(slot)
-            base = p.slot_address(slot) - start
-            if entry is None:
-                registers[base : base + p.slot_registers] = [0] * p.slot_registers
-                continue
-            device_id, layout = entry
-            registers[base : base + p.slot_registers] = encode_slot(layout, self.site.values(device_id, t))
+            await self.clock.sleep_until(self.t0 + back)
+        self.registers.render_into(registers, start, address, count, t)
         return None
 
     async def start(self) -> None:

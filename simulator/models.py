@@ -139,6 +139,9 @@ class SimSite:
                 k -= 1
         return min(t, MAX_LINK_AGE_S)
 
+    def report_interval(self, device_id: str) -> float:
+        return self.devices[device_id].report_interval_s
+
     def values(self, device_id: str, t: float) -> dict[str, float | int | bool]:
         """The device's state at `t` in the field vocabulary of the common model."""
         sim = self.devices[device_id]

@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from alarmgw.clock import Clock, SystemClock
+from alarmgw.model import Device
+from drivers.modbus_map import Profile
 
-from .modbus_server import HostEndpoint, ModbusHostServer
+from .it100_panel import It100Panel
+from .modbus_server import HostEndpoint, HostRegisters, ModbusHostServer
 from .models import SimSite
+from .rtu_bus import RtuSlaveBus
 from .scenario import FaultName, Injection, Scenario
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RtuUnit:
+    host: Device
+    unit: int
+    profile: Profile
+    slots: Sequence[tuple[Device, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class SerialBusEndpoint:
+    """A serial line: Modbus RTU units on it, or one IT-100 panel with its zones."""
+
+    id: str
+    path: Path
+    baud: int
+    rtu_units: Sequence[RtuUnit] = ()
+    panel: Device | None = None
+    zones: Mapping[int, Device] = field(default_factory=dict)
 
 
 class Simulator:
@@ -24,16 +50,41 @@ class Simulator:
         *,
         seed: int = 1,
         clock: Clock | None = None,
+        buses: Sequence[SerialBusEndpoint] = (),
     ) -> None:
         self.clock = clock or SystemClock()
         scenario = scenario or Scenario()
         self.seed = scenario.seed if scenario.seed is not None else seed
         devices = [d for ep in endpoints for d, _ in ep.slots]
+        for bus in buses:
+            devices += [d for u in bus.rtu_units for d, _ in u.slots]
+            if bus.panel is not None:
+                devices += [bus.panel, *bus.zones.values()]
         self.site = SimSite(devices, self.seed, scenario.report_interval_s)
         self.t0 = self.clock.monotonic()
         self.started_at = self.clock.now()  # wall time of t0: scenario offsets count from it
         self.site.inject_all(scenario.faults)
         self.servers = [ModbusHostServer(ep, self.site, self.clock, self.t0) for ep in endpoints]
+        self.lines: dict[str, RtuSlaveBus | It100Panel] = {}
+        for bus in buses:
+            noise = scenario.line_noise.get(bus.id, 0.0)
+            if bus.panel is not None:
+                self.lines[bus.id] = It100Panel(
+                    bus.path,
+                    bus.baud,
+                    bus.panel,
+                    bus.zones,
+                    self.site,
+                    self.clock,
+                    self.t0,
+                    noise=noise,
+                    seed=self.seed,
+                )
+            else:
+                units = {u.unit: HostRegisters(u.host, u.profile, u.slots, self.site) for u in bus.rtu_units}
+                self.lines[bus.id] = RtuSlaveBus(
+                    bus.path, bus.baud, units, self.clock, self.t0, noise=noise, seed=self.seed
+                )
 
     @property
     def elapsed_s(self) -> float:
@@ -54,10 +105,30 @@ class Simulator:
                 return s
         raise KeyError(host_id)
 
-    async def start(self) -> None:
-        started = []
+    def line(self, bus_id: str) -> RtuSlaveBus | It100Panel:
+        """A simulated serial line; raises KeyError naming an unknown bus."""
         try:
-            for s in self.servers:
+            return self.lines[bus_id]
+        except KeyError:
+            raise KeyError(f"no simulated bus {bus_id!r}") from None
+
+    async def unplug(self, bus_id: str) -> None:
+        """The USB adapter is pulled out: the port disappears."""
+        await self.line(bus_id).line.stop()
+
+    async def plug(self, bus_id: str) -> None:
+        await self.line(bus_id).line.start()
+
+    def set_noise(self, bus_id: str, rate: float) -> None:
+        if not 0 <= rate <= 1:
+            raise ValueError(f"noise {rate} is not a share between 0 and 1")
+        self.line(bus_id).line.noise = rate
+
+    async def start(self) -> None:
+        parts: list[ModbusHostServer | RtuSlaveBus | It100Panel] = [*self.servers, *self.lines.values()]
+        started: list[ModbusHostServer | RtuSlaveBus | It100Panel] = []
+        try:
+            for s in parts:
                 await s.start()
                 started.append(s)
         except BaseException:
@@ -66,7 +137,7 @@ class Simulator:
             raise
 
     async def stop(self) -> None:
-        for s in self.servers:
+        for s in [*self.servers, *self.lines.values()]:
             await s.stop()
 
     async def __aenter__(self) -> Simulator:

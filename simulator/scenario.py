@@ -34,6 +34,7 @@ FaultName = Literal[
     "weak_signal",
     "dirty_chamber",
     "battery_missing",
+    "keybus_fault",  # an IT-100 loses the panel's keybus (reports 896)
 ]
 
 
@@ -64,6 +65,9 @@ class Scenario(BaseModel):
     # RF check-in interval per device kind, seconds, replacing the models' defaults
     # (a demo compresses time by checking in every few seconds).
     report_interval_s: dict[DeviceKind, Annotated[float, Field(gt=0)]] = {}
+    # Line noise per serial bus: the share of frames (either way) hit by a flipped bit, a
+    # dropped byte or garbage in front of them.
+    line_noise: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
     faults: list[Injection] = []
 
 

@@ -174,6 +174,7 @@ def test_simulator_answers_bad_commands_and_keeps_running(simulator: subprocess.
         ("inject pir-2 melt\n", "unknown fault 'melt'"),
         ("inject nobody tamper\n", "no simulated device 'nobody'"),
         ("inject pir-2 tamper soon\n", "not a number"),
+        ("unplug nowhere\n", "no simulated bus 'nowhere'"),
     ):
         simulator.stdin.write(line)
         simulator.stdin.flush()

@@ -11,8 +11,8 @@ from alarmgw.clock import ManualClock
 from alarmgw.model import Device, DeviceKind
 from drivers.backoff import Backoff
 from drivers.errors import DeviceRefused, LinkDown
+from drivers.modbus_client import HostPoller, tcp_link
 from drivers.modbus_map import BlockRead, load_profile
-from drivers.modbus_tcp import HostPoller, ModbusTcpLink
 from gateway.runtime import free_port
 from simulator.modbus_server import HostEndpoint
 from simulator.runner import Simulator
@@ -34,7 +34,7 @@ async def served() -> AsyncIterator[tuple[Simulator, int, ManualClock]]:
 
 async def test_merged_read_decodes_every_device(served: tuple[Simulator, int, ManualClock]) -> None:
     sim, port, clock = served
-    link = ModbusTcpLink("h1", "127.0.0.1", port, 1, clock, timeout_s=0.5)
+    link = tcp_link("h1", "127.0.0.1", port, 1, clock, timeout_s=0.5)
     poller = HostPoller(HOST, link, PROFILE, SLOTS, clock)
     plan = poller.plan(["h1", "s1", "p1"])
     assert [(b.address, b.count) for b in plan] == [(0, 32)]  # the empty slot 2 is read across
@@ -49,7 +49,7 @@ async def test_merged_read_decodes_every_device(served: tuple[Simulator, int, Ma
 
 async def test_protocol_exception_is_refused_not_a_lost_link(served: tuple[Simulator, int, ManualClock]) -> None:
     _, port, clock = served
-    link = ModbusTcpLink("h1", "127.0.0.1", port, 1, clock, timeout_s=0.5)
+    link = tcp_link("h1", "127.0.0.1", port, 1, clock, timeout_s=0.5)
     with pytest.raises(DeviceRefused, match="exception"):
         await link.read_registers("holding", 1000, 8)  # past the end of the host's map
     poller = HostPoller(HOST, link, PROFILE, SLOTS, clock)
@@ -62,7 +62,7 @@ async def test_protocol_exception_is_refused_not_a_lost_link(served: tuple[Simul
 
 async def test_dead_port_is_a_link_lost_reading_and_backs_off() -> None:
     clock = ManualClock()
-    link = ModbusTcpLink("h9", "127.0.0.1", free_port(), 1, clock, timeout_s=0.3, backoff=Backoff(1.0, 8.0, jitter=0))
+    link = tcp_link("h9", "127.0.0.1", free_port(), 1, clock, timeout_s=0.3, backoff=Backoff(1.0, 8.0, jitter=0))
     poller = HostPoller(Device("h9", DeviceKind.HOST, "h9", None), link, PROFILE, [], clock)
     plan = [BlockRead(0, 8, (("h9", 0),))]
     assert [r.values for r in await poller.poll(plan)] == [{"link_lost": True}]

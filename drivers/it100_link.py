@@ -1,0 +1,235 @@
+"""The IT-100 over a serial port: the link (one command in flight, acknowledge or resend,
+reopen with backoff) and the poller that keeps each zone's state and turns it into
+`Reading`s, both on a schedule (poll, 000) and as the panel reports changes unasked.
+
+The panel's reports are edges (tamper, tamper restore); fault rules count readings. So the
+poller latches every state and re-reads the latch on each poll; after the port reopens it
+clears the latch and asks for a status dump (001), which lists what is active now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+
+import serial
+import serial_asyncio_fast
+
+from alarmgw.clock import Clock
+from alarmgw.model import Device, Reading
+
+from .backoff import Backoff
+from .errors import LinkDown
+from .framing import FrameError, IncompleteFrame
+from .it100 import ACK, COMMAND_ERROR, POLL, STATUS_REQUEST, Message, Scope, decode
+from .modbus_client import ERROR_WINDOW, ERROR_WINDOW_MIN
+
+log = logging.getLogger(__name__)
+
+# Largest amount of unparsed input kept: a few frames. More means the line is garbage.
+MAX_BUFFER = 512
+
+
+class It100Link(asyncio.Protocol):
+    """One serial port to one IT-100."""
+
+    def __init__(
+        self,
+        name: str,
+        port: str,
+        baud: int,
+        clock: Clock,
+        *,
+        timeout_s: float = 0.5,
+        retries: int = 1,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.name = name
+        self.port = port
+        self.baud = baud
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self._clock = clock
+        self._backoff = backoff or Backoff()
+        self._retry_at = 0.0
+        self._lock = asyncio.Lock()
+        self._transport: asyncio.BaseTransport | None = None
+        self._buf = bytearray()
+        self._pending: tuple[str, asyncio.Future[str]] | None = None
+        self.on_message: Callable[[Message], None] = lambda m: None
+        self.outcomes: deque[bool] = deque(maxlen=ERROR_WINDOW)
+        self.opens = 0
+        self.bad_frames = 0
+        self.requests = 0
+        self.failures = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None
+
+    def error_rate(self) -> float | None:
+        if len(self.outcomes) < ERROR_WINDOW_MIN:
+            return None
+        return self.outcomes.count(False) / len(self.outcomes)
+
+    # --- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buf.extend(data)
+        while self._buf:
+            try:
+                msg, used = decode(bytes(self._buf))
+            except IncompleteFrame:
+                if len(self._buf) > MAX_BUFFER:
+                    del self._buf[:-MAX_BUFFER]
+                return
+            except FrameError as exc:
+                self.bad_frames += 1
+                self.outcomes.append(False)
+                log.debug("%s: dropped bad frame: %s", self.name, exc)
+                del self._buf[: exc.skip]
+                continue
+            del self._buf[:used]
+            self.outcomes.append(True)
+            pending = self._pending
+            if pending is not None and not pending[1].done():
+                if msg.command == ACK and msg.data == pending[0]:
+                    pending[1].set_result(ACK)
+                    continue
+                if msg.command == COMMAND_ERROR:
+                    pending[1].set_result(COMMAND_ERROR)
+                    continue
+            self.on_message(msg)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        log.warning("%s: port %s lost (%s)", self.name, self.port, exc or "closed")
+        self._transport = None
+        self._buf.clear()
+        if self._pending is not None and not self._pending[1].done():
+            self._pending[1].set_exception(LinkDown(f"{self.name}: port {self.port} lost"))
+        self._retry_at = self._clock.monotonic() + self._backoff.next_delay()
+
+    # --- commands -------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        now = self._clock.monotonic()
+        if now < self._retry_at:
+            raise LinkDown(f"{self.name}: port {self.port} down, next attempt in {self._retry_at - now:.1f} s")
+        try:
+            await serial_asyncio_fast.create_serial_connection(
+                asyncio.get_running_loop(), lambda: self, url=self.port, baudrate=self.baud
+            )
+        except (serial.SerialException, OSError) as exc:
+            self._retry_at = self._clock.monotonic() + self._backoff.next_delay()
+            raise LinkDown(f"{self.name}: cannot open {self.port}: {exc}") from exc
+        self.opens += 1
+        self._backoff.reset()
+
+    async def command(self, command: str, data: str = "") -> None:
+        """Send a command and wait for its acknowledge; resend on a command error (501).
+        Raises LinkDown when the port is gone or no acknowledge comes."""
+        async with self._lock:
+            if self._transport is None:
+                await self._open()
+            frame = Message(command, data).encode()
+            loop = asyncio.get_running_loop()
+            for _ in range(self.retries + 1):
+                transport = self._transport
+                if transport is None:
+                    break
+                fut: asyncio.Future[str] = loop.create_future()
+                self._pending = (command, fut)
+                self.requests += 1
+                transport.write(frame)  # type: ignore[attr-defined]
+                try:
+                    async with asyncio.timeout(self.timeout_s):
+                        if await fut == ACK:
+                            return
+                except TimeoutError:
+                    self.outcomes.append(False)
+                finally:
+                    self._pending = None
+            self.failures += 1
+            raise LinkDown(f"{self.name}: no acknowledge of {command} on {self.port}")
+
+    async def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+_PANEL_FIELDS = ("mains_fail", "battery_low", "tamper", "fire_trouble")
+_ZONE_FIELDS = ("tamper", "battery_low", "link_lost")
+
+
+class It100Poller:
+    """Keeps the state of one IT-100 panel and its zones as Readings."""
+
+    def __init__(
+        self,
+        host: Device,
+        zones: Mapping[int, Device],
+        link: It100Link,
+        clock: Clock,
+        on_readings: Callable[[Sequence[Reading]], None],
+    ) -> None:
+        self.host = host
+        self.zones = dict(zones)
+        self.link = link
+        self._clock = clock
+        self._on_readings = on_readings
+        self._seen_opens = 0
+        self.unknown_zones = 0
+        self.latched: dict[str, dict[str, bool]] = {}
+        self._reset()
+        link.on_message = self.on_message
+
+    def _reset(self) -> None:
+        self.latched = {self.host.id: dict.fromkeys((*_PANEL_FIELDS, "link_lost"), False)}
+        for dev in self.zones.values():
+            self.latched[dev.id] = dict.fromkeys(_ZONE_FIELDS, False)
+
+    def on_message(self, msg: Message) -> None:
+        """A report from the panel, asked for or not."""
+        bits = msg.trouble_bits
+        if bits is not None:
+            self._set(self.host.id, "mains_fail", bool(bits & 0b10))
+            return
+        ev = msg.event
+        if ev is None:
+            return
+        field, active, scope = ev
+        if field == "alarm":
+            return  # zone open/alarm is status, not trouble
+        if scope is Scope.PANEL:
+            self._set(self.host.id, field, active)
+            return
+        dev = self.zones.get(msg.zone or -1)
+        if dev is None:
+            self.unknown_zones += 1
+            log.warning("%s: report for zone %s, which the site file does not name", self.host.id, msg.data)
+            return
+        self._set(dev.id, field, active)
+
+    def _set(self, device_id: str, field: str, active: bool) -> None:
+        self.latched[device_id][field] = active
+        self._on_readings([Reading(device_id, self._clock.now(), {field: active})])
+
+    async def poll(self) -> list[Reading]:
+        """Poll the panel; a fresh port is first asked for the status of everything."""
+        try:
+            await self.link.command(POLL)
+            if self.link.opens != self._seen_opens:
+                self._seen_opens = self.link.opens
+                self._reset()
+                await self.link.command(STATUS_REQUEST)
+        except LinkDown as exc:
+            log.debug("%s", exc)
+            return [Reading(self.host.id, self._clock.now(), {"link_lost": True})]
+        now = self._clock.now()
+        return [Reading(dev, now, dict(state)) for dev, state in self.latched.items()]

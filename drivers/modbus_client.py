@@ -1,0 +1,287 @@
+"""Modbus over TCP or RTU (pymodbus asyncio clients): a link per connection or serial bus,
+and the poller that turns block reads into `Reading`s through a host's register profile.
+
+The link owns reconnect and retry: one request in flight, a timeout per request, a few
+retries. On TCP a host that stops answering has its connection dropped and reopened no
+sooner than the backoff allows. On a serial bus a silent unit costs only its own timeout;
+the port is reopened (with backoff) only when the port itself fails, e.g. a USB adapter
+pulled out. A host that does not answer yields a `link_lost` reading; it never raises out
+of a poll. On RTU the link keeps the 3.5-character silence between frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from alarmgw.clock import Clock
+from alarmgw.model import Device, Reading
+
+from .backoff import Backoff
+from .errors import DeviceRefused, DriverError, LinkDown
+from .modbus_map import BlockRead, CompiledLayout, Profile, compile_layout, decode_slot, plan_reads
+from .modbus_rtu import silence_s
+
+log = logging.getLogger(__name__)
+
+
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+# How many recent transactions the bus error rate is taken over, and how many it needs
+# before it says anything.
+ERROR_WINDOW = 100
+ERROR_WINDOW_MIN = 20
+
+
+class ModbusLink:
+    """One Modbus connection (a TCP socket or a serial port); every request goes through
+    its lock, so there is one request in flight and waiting pollers are served in turn."""
+
+    def __init__(
+        self,
+        name: str,
+        where: str,
+        make_client: Callable[[], Client],
+        clock: Clock,
+        *,
+        unit: int = 1,
+        timeout_s: float = 1.0,
+        retries: int = 1,
+        backoff: Backoff | None = None,
+        serial_baud: int | None = None,
+    ) -> None:
+        self.name = name
+        self.where = where
+        self._make_client = make_client
+        self.unit = unit
+        self.serial = serial_baud is not None
+        # Inter-frame silence the master keeps on a serial line (RTU §2.5.1.1).
+        self.silence_s = silence_s(serial_baud) if serial_baud else 0.0
+        self._quiet_at = 0.0
+        self.outcomes: deque[bool] = deque(maxlen=ERROR_WINDOW)
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self._clock = clock
+        self._backoff = backoff or Backoff()
+        self._lock = asyncio.Lock()
+        self._client: Client | None = None
+        self._retry_at = 0.0
+        self.requests = 0
+        self.failures = 0
+        self.reconnects = 0
+
+    @property
+    def retry_in_s(self) -> float:
+        """Seconds until the link may try to connect again (0: now)."""
+        return max(0.0, self._retry_at - self._clock.monotonic())
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    def error_rate(self) -> float | None:
+        """Share of the recent transactions that failed, once there are enough of them."""
+        if len(self.outcomes) < ERROR_WINDOW_MIN:
+            return None
+        return self.outcomes.count(False) / len(self.outcomes)
+
+    async def _connect(self) -> Client:
+        now = self._clock.monotonic()
+        if now < self._retry_at:
+            raise LinkDown(f"{self.name}: {self.where} down, next attempt in {self._retry_at - now:.1f} s")
+        client = self._make_client()
+        try:
+            async with asyncio.timeout(self.timeout_s * 2):
+                ok = await client.connect()
+        except (TimeoutError, OSError, ModbusException):
+            ok = False
+        if not ok:
+            client.close()
+            self._schedule_retry()
+            raise LinkDown(f"{self.name}: cannot open {self.where}")
+        self.reconnects += 1
+        self._client = client
+        return client
+
+    def _schedule_retry(self) -> None:
+        self._retry_at = self._clock.monotonic() + self._backoff.next_delay()
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def _quiet(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._quiet_at - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def read_registers(self, function: str, address: int, count: int, unit: int | None = None) -> list[int]:
+        """Read `count` registers from `unit`; raises LinkDown (retryable) or DeviceRefused."""
+        unit = self.unit if unit is None else unit
+        async with self._lock:
+            client = self._client if self.connected else None
+            if client is None:
+                self._drop()
+                client = await self._connect()
+            read = client.read_holding_registers if function == "holding" else client.read_input_registers
+            last: Exception | None = None
+            loop = asyncio.get_running_loop()
+            for _ in range(self.retries + 1):
+                self.requests += 1
+                await self._quiet()
+                try:
+                    async with asyncio.timeout(self.timeout_s * 1.5):
+                        rr = await read(address, count=count, device_id=unit)
+                except (TimeoutError, ModbusException, OSError) as exc:
+                    last = exc
+                    self.outcomes.append(False)
+                    self._quiet_at = loop.time() + self.silence_s
+                    if not client.connected:
+                        break
+                    continue
+                self._quiet_at = loop.time() + self.silence_s
+                self.outcomes.append(True)
+                if rr.isError():
+                    code = getattr(rr, "exception_code", "?")
+                    raise DeviceRefused(
+                        f"{self.name}: unit {unit}: exception {code} reading {count} registers at {address}"
+                    )
+                if len(rr.registers) < count:
+                    raise DeviceRefused(
+                        f"{self.name}: unit {unit}: {len(rr.registers)} registers returned, {count} asked"
+                    )
+                self._backoff.reset()
+                return list(rr.registers[:count])
+            self.failures += 1
+            if not self.serial or not client.connected:
+                # TCP: the peer is gone or wedged, start afresh. Serial: only if the port failed.
+                self._drop()
+                self._schedule_retry()
+            raise LinkDown(f"{self.name}: unit {unit}: no answer on {self.where} ({type(last).__name__}: {last})")
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._drop()
+
+
+def tcp_link(
+    name: str,
+    address: str,
+    port: int,
+    unit: int,
+    clock: Clock,
+    *,
+    timeout_s: float = 1.0,
+    retries: int = 1,
+    backoff: Backoff | None = None,
+) -> ModbusLink:
+    """A link to one Modbus TCP server."""
+
+    def make() -> Client:
+        # reconnect_delay=0: pymodbus must not reconnect behind our back; we own backoff.
+        return AsyncModbusTcpClient(address, port=port, timeout=timeout_s, retries=0, reconnect_delay=0, name=name)
+
+    return ModbusLink(
+        name, f"{address}:{port}", make, clock, unit=unit, timeout_s=timeout_s, retries=retries, backoff=backoff
+    )
+
+
+def rtu_link(
+    name: str,
+    port: str,
+    baud: int,
+    clock: Clock,
+    *,
+    timeout_s: float = 0.5,
+    retries: int = 1,
+    backoff: Backoff | None = None,
+) -> ModbusLink:
+    """A link to a Modbus RTU bus (8N1) shared by several units."""
+
+    def make() -> Client:
+        return AsyncModbusSerialClient(
+            port,
+            baudrate=baud,
+            bytesize=8,
+            parity="N",
+            stopbits=1,
+            timeout=timeout_s,
+            retries=0,
+            reconnect_delay=0,
+            name=name,
+        )
+
+    return ModbusLink(name, port, make, clock, timeout_s=timeout_s, retries=retries, backoff=backoff, serial_baud=baud)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotDevice:
+    device: Device
+    address: int
+    layout: CompiledLayout
+
+
+class HostPoller:
+    """Polls groups of a host's device slots with merged block reads."""
+
+    def __init__(
+        self,
+        host: Device,
+        link: ModbusLink,
+        profile: Profile,
+        slots: Sequence[tuple[Device, int]],
+        clock: Clock,
+        unit: int | None = None,
+    ) -> None:
+        self.host = host
+        self.link = link
+        self.unit = unit
+        self.profile = profile
+        self._clock = clock
+        layouts: dict[str, CompiledLayout] = {}
+        self.slots: dict[str, SlotDevice] = {}
+        for device, slot in slots:
+            kind = device.kind.value
+            if kind not in layouts:
+                layouts[kind] = compile_layout(profile.layout_for(device.kind), profile.slot_registers)
+            self.slots[device.id] = SlotDevice(device, profile.slot_address(slot), layouts[kind])
+        self.refused = 0
+
+    def plan(self, device_ids: Sequence[str]) -> list[BlockRead]:
+        p = self.profile
+        return plan_reads(
+            ((d, self.slots[d].address) for d in device_ids),
+            p.slot_registers,
+            p.max_read_registers,
+            p.max_gap_registers,
+        )
+
+    async def poll(self, plan: Sequence[BlockRead]) -> list[Reading]:
+        """Run a plan; never raises a driver error. A dead host gives one link_lost reading."""
+        readings: list[Reading] = []
+        host_id = self.host.id
+        for block in plan:
+            try:
+                words = await self.link.read_registers(self.profile.function, block.address, block.count, self.unit)
+            except LinkDown as exc:
+                log.debug("%s", exc)
+                return [Reading(host_id, self._clock.now(), {"link_lost": True})]
+            except DriverError as exc:
+                self.refused += 1
+                log.warning("host %s: %s (devices %s)", host_id, exc, ", ".join(k for k, _ in block.members))
+                continue
+            at = self._clock.now()
+            for device_id, offset in block.members:
+                values = decode_slot(self.slots[device_id].layout, words, offset)
+                if device_id == host_id:
+                    values["link_lost"] = False
+                readings.append(Reading(device_id, at, values))
+        return readings
