@@ -184,12 +184,15 @@ class It100Poller:
         self._clock = clock
         self._on_readings = on_readings
         self._seen_opens = 0
+        self._seen_bad = 0
         self.unknown_zones = 0
         self.latched: dict[str, dict[str, bool]] = {}
+        self.quiet = False
         self._reset()
         link.on_message = self.on_message
 
-    def _reset(self) -> None:
+    def _reset(self, quiet: bool = False) -> None:
+        self.quiet = quiet  # while rebuilding, reports only latch; the poll reads them out
         self.latched = {self.host.id: dict.fromkeys((*_PANEL_FIELDS, "link_lost"), False)}
         for dev in self.zones.values():
             self.latched[dev.id] = dict.fromkeys(_ZONE_FIELDS, False)
@@ -218,18 +221,24 @@ class It100Poller:
 
     def _set(self, device_id: str, field: str, active: bool) -> None:
         self.latched[device_id][field] = active
+        if self.quiet:
+            return
         self._on_readings([Reading(device_id, self._clock.now(), {field: active})])
 
     async def poll(self) -> list[Reading]:
-        """Poll the panel; a fresh port is first asked for the status of everything."""
+        """Poll the panel. After the port (re)opens, or after a garbled frame that may have
+        been a report, the latch is rebuilt from a status dump."""
         try:
             await self.link.command(POLL)
-            if self.link.opens != self._seen_opens:
-                self._seen_opens = self.link.opens
-                self._reset()
+            if self.link.opens != self._seen_opens or self.link.bad_frames != self._seen_bad:
+                self._seen_opens, self._seen_bad = self.link.opens, self.link.bad_frames
+                self._reset(quiet=True)
                 await self.link.command(STATUS_REQUEST)
+                # The dump follows the acknowledge; a poll's acknowledge follows the dump.
+                await self.link.command(POLL)
         except LinkDown as exc:
             log.debug("%s", exc)
             return [Reading(self.host.id, self._clock.now(), {"link_lost": True})]
+        self.quiet = False
         now = self._clock.now()
         return [Reading(dev, now, dict(state)) for dev, state in self.latched.items()]
