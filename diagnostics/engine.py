@@ -18,6 +18,12 @@ from .rules import GONE, HOLDS, CompiledRule, FaultTable, compile_rules, judge
 from .topology import Topology
 
 COMM_LOSS = "comm_loss"
+BUS_ERRORS = "bus_errors"
+# Faults of an ancestor that explain a device behind it going quiet.
+ROOT_FAULTS = (COMM_LOSS, BUS_ERRORS)
+# A bus failing this share of its transactions may well be why a unit on it is silent:
+# wait for the bus's own verdict before blaming the unit (the bus_errors rule clears here).
+BUS_SUSPECT_RATE = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +33,7 @@ class FaultRaised:
     detected_at: datetime  # first observation of the condition in this episode
     raised_at: datetime  # when the debounce was satisfied
     root_id: str | None = None  # set when the device is a casualty of this ancestor's fault
+    root_fault: str | None = None  # ... and this is that fault
     affected: tuple[str, ...] = ()  # devices behind this one, for a root-cause fault
     evidence: Mapping[str, float | int | bool] = field(default_factory=dict)
 
@@ -131,24 +138,29 @@ class Diagnoser:
         self, reading: Reading, fault: str, since: datetime, values: Mapping[str, float | int | bool]
     ) -> FaultRaised | None:
         device_id = reading.device_id
-        root: str | None = None
+        root: tuple[str, str] | None = None
         if fault == COMM_LOSS:
             for ancestor in self.topology.ancestors(device_id):
-                if self.is_active(ancestor, COMM_LOSS):
-                    root = ancestor
+                active = next((f for f in ROOT_FAULTS if self.is_active(ancestor, f)), None)
+                if active is not None:
+                    root = (ancestor, active)
                     break
                 if self._suspect(ancestor):
                     return None  # wait: the ancestor is probably the root cause
-        affected = tuple(self.topology.descendants(device_id)) if fault == COMM_LOSS else ()
-        return FaultRaised(device_id, fault, since, reading.at, root, affected, dict(values))
+        affected = tuple(self.topology.descendants(device_id)) if fault in ROOT_FAULTS else ()
+        return FaultRaised(
+            device_id, fault, since, reading.at, root and root[0], root and root[1], affected, dict(values)
+        )
 
     def _suspect(self, device_id: str) -> bool:
-        """Silent for half its supervision window, or already on its way to comm loss."""
-        st = self._state.get((device_id, COMM_LOSS))
-        if st is not None and st.run > 0:
-            return True
+        """Silent for half its supervision window, on its way to comm loss or bus errors,
+        or a bus failing a fair share of its transactions."""
+        for fault in ROOT_FAULTS:
+            st = self._state.get((device_id, fault))
+            if st is not None and st.run > 0:
+                return True
         last = self.last_values.get(device_id, {})
-        if last.get("link_lost"):
+        if last.get("link_lost") or float(last.get("bus_error_rate", 0.0)) >= BUS_SUSPECT_RATE:
             return True
         window = self._supervision.get(self.topology.devices[device_id].kind.value)
         age = last.get("link_age_s")

@@ -35,8 +35,8 @@ Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 # How many recent transactions the bus error rate is taken over, and how many it needs
 # before it says anything.
-ERROR_WINDOW = 100
-ERROR_WINDOW_MIN = 20
+ERROR_WINDOW = 50
+ERROR_WINDOW_MIN = 8
 
 
 class ModbusLink:

@@ -17,8 +17,6 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-COMM_LOSS = "comm_loss"
-
 
 class TicketDesk:
     """Opens, updates and restores tickets as faults come and go."""
@@ -44,8 +42,8 @@ class TicketDesk:
         return self._raise(change)
 
     def _raise(self, fault: FaultRaised) -> Ticket | None:
-        if fault.root_id is not None:
-            root = self.store.live_ticket(fault.root_id, COMM_LOSS)
+        if fault.root_id is not None and fault.root_fault is not None:
+            root = self.store.live_ticket(fault.root_id, fault.root_fault)
             if root is not None:
                 updated = root.with_casualty(fault.device_id)
                 if updated is not root:

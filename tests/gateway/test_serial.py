@@ -153,8 +153,10 @@ async def test_unplugged_adapter_is_one_bus_ticket_and_comes_back(serial: Serial
 
 async def test_zone_fault_and_keybus_fault(serial: SerialHarness) -> None:
     serial.sim.inject("z-smoke", "silent")  # not heard for 3 check-ins: 605
-    serial.sim.inject("panel", "keybus_fault", duration=20)  # 896, then 897
     await serial.cycle(16)
+    assert serial.summary() == [("z-smoke", "comm_loss")]
+    serial.sim.inject("panel", "keybus_fault", duration=20)  # 896, then 897
+    await serial.cycle(8)
     assert serial.summary() == [("panel", "comm_loss"), ("z-smoke", "comm_loss")]
     keybus = next(t for t in serial.tickets() if t.device_id == "panel")
     assert not keybus.fault_active  # restored by 897
@@ -165,3 +167,14 @@ async def test_rtu_keeps_the_inter_frame_silence(serial: SerialHarness) -> None:
     bus = serial.sim.line("rs485-1")
     assert bus.requests >= 20  # two units, one block read each per poll
     assert bus.gap_violations == 0  # type: ignore[union-attr]
+
+
+async def test_a_noisy_bus_is_one_bus_errors_ticket_not_one_per_device(serial: SerialHarness) -> None:
+    await serial.cycle(4)
+    serial.sim.set_noise("rs485-1", 0.3)  # a loose RS-485 termination
+    await serial.cycle(20)
+    assert serial.summary() == [("rs485-1", "bus_errors")]
+    serial.sim.set_noise("rs485-1", 0.0)
+    await serial.cycle(60)  # the window of recent transactions fills with good ones
+    (t,) = [t for t in serial.tickets() if t.fault == "bus_errors"]
+    assert not t.fault_active
