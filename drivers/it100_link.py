@@ -121,12 +121,14 @@ class It100Link(asyncio.Protocol):
         if now < self._retry_at:
             raise LinkDown(f"{self.name}: port {self.port} down, next attempt in {self._retry_at - now:.1f} s")
         try:
-            await serial_asyncio_fast.create_serial_connection(
+            transport, _ = await serial_asyncio_fast.create_serial_connection(
                 asyncio.get_running_loop(), lambda: self, url=self.port, baudrate=self.baud
             )
         except (serial.SerialException, OSError) as exc:
             self._retry_at = self._clock.monotonic() + self._backoff.next_delay()
             raise LinkDown(f"{self.name}: cannot open {self.port}: {exc}") from exc
+        # connection_made() runs on the next loop turn; the port is ours already.
+        self._transport = transport
         self.opens += 1
         self._backoff.reset()
 
