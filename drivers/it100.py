@@ -28,6 +28,9 @@ ACK = "500"
 COMMAND_ERROR = "501"
 SYSTEM_ERROR = "502"
 VERBOSE_TROUBLE = "849"
+# 502 system error codes (data): the ones this gateway can provoke.
+API_SYNTAX_ERROR = "020"
+UNSUPPORTED_COMMAND = "022"
 
 
 class Scope(Enum):

@@ -21,9 +21,9 @@ from alarmgw.clock import Clock
 from alarmgw.model import Device, Reading
 
 from .backoff import Backoff
-from .errors import LinkDown
+from .errors import DeviceRefused, LinkDown
 from .framing import FrameError, IncompleteFrame
-from .it100 import ACK, COMMAND_ERROR, POLL, STATUS_REQUEST, Message, Scope, decode
+from .it100 import ACK, COMMAND_ERROR, POLL, STATUS_REQUEST, SYSTEM_ERROR, Message, Scope, decode
 from .modbus_client import ERROR_WINDOW, ERROR_WINDOW_MIN
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,9 @@ class It100Link(asyncio.Protocol):
         self._pending: tuple[str, asyncio.Future[str]] | None = None
         self.on_message: Callable[[Message], None] = lambda m: None
         self.outcomes: deque[bool] = deque(maxlen=ERROR_WINDOW)
+        # Unanswered tries, counted against the line once the panel answers again: a hung
+        # panel is the panel's fault, a line that loses some frames is the line's.
+        self._unproven = 0
         self.opens = 0
         self.bad_frames = 0
         self.requests = 0
@@ -104,6 +107,9 @@ class It100Link(asyncio.Protocol):
                 if msg.command == COMMAND_ERROR:
                     pending[1].set_result(COMMAND_ERROR)
                     continue
+                if msg.command == SYSTEM_ERROR:
+                    pending[1].set_result(f"{SYSTEM_ERROR} {msg.data}")
+                    continue
             self.on_message(msg)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -134,7 +140,8 @@ class It100Link(asyncio.Protocol):
 
     async def command(self, command: str, data: str = "") -> None:
         """Send a command and wait for its acknowledge; resend on a command error (501).
-        Raises LinkDown when the port is gone or no acknowledge comes."""
+        Raises LinkDown when the port is gone or no acknowledge comes, DeviceRefused on a
+        system error (502): the panel understood and said no, so sending again won't help."""
         async with self._lock:
             if self._transport is None:
                 await self._open()
@@ -150,10 +157,15 @@ class It100Link(asyncio.Protocol):
                 transport.write(frame)  # type: ignore[attr-defined]
                 try:
                     async with asyncio.timeout(self.timeout_s):
-                        if await fut == ACK:
-                            return
+                        answer = await fut
+                    self.outcomes.extend([False] * self._unproven)
+                    self._unproven = 0
+                    if answer == ACK:
+                        return
+                    if answer.startswith(SYSTEM_ERROR):
+                        raise DeviceRefused(f"{self.name}: {command} refused with system error {answer[4:]}")
                 except TimeoutError:
-                    self.outcomes.append(False)
+                    self._unproven += 1
                 finally:
                     self._pending = None
             self.failures += 1

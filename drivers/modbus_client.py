@@ -65,6 +65,9 @@ class ModbusLink:
         self.silence_s = silence_s(serial_baud) if serial_baud else 0.0
         self._quiet_at = 0.0
         self.outcomes: deque[bool] = deque(maxlen=ERROR_WINDOW)
+        # Failed tries per unit, counted against the bus only once the unit answers again:
+        # a unit that never answers is dead, and must not make a healthy bus look noisy.
+        self._unproven: dict[int, int] = {}
         self.timeout_s = timeout_s
         self.retries = retries
         self._clock = clock
@@ -142,12 +145,13 @@ class ModbusLink:
                         rr = await read(address, count=count, device_id=unit)
                 except (TimeoutError, ModbusException, OSError) as exc:
                     last = exc
-                    self.outcomes.append(False)
+                    self._unproven[unit] = self._unproven.get(unit, 0) + 1
                     self._quiet_at = loop.time() + self.silence_s
                     if not client.connected:
                         break
                     continue
                 self._quiet_at = loop.time() + self.silence_s
+                self.outcomes.extend([False] * self._unproven.pop(unit, 0))
                 self.outcomes.append(True)
                 if rr.isError():
                     code = getattr(rr, "exception_code", "?")

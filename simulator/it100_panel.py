@@ -1,7 +1,8 @@
 """A PowerSeries-style panel behind an IT-100 integration module, on a paced RS-232 line.
 
 It answers poll (000) with acknowledge (500), status request (001) with acknowledge and a
-dump of every trouble that is active, a bad checksum with command error (501), and reports
+dump of every trouble that is active, a bad checksum with command error (501), any other
+command with system error 502 "API command not supported", and reports
 changes unasked: zone tamper, zone fault (a wireless zone not heard for three check-ins),
 wireless low battery, panel AC, panel battery, system tamper, fire trouble, keybus fault,
 and the verbose trouble bit field (849). A hung host answers nothing.
@@ -17,7 +18,17 @@ from pathlib import Path
 from alarmgw.clock import Clock
 from alarmgw.model import Device, DeviceKind
 from drivers.framing import FrameError, IncompleteFrame
-from drivers.it100 import ACK, COMMAND_ERROR, POLL, STATUS_REQUEST, VERBOSE_TROUBLE, Message, decode
+from drivers.it100 import (
+    ACK,
+    COMMAND_ERROR,
+    POLL,
+    STATUS_REQUEST,
+    SYSTEM_ERROR,
+    UNSUPPORTED_COMMAND,
+    VERBOSE_TROUBLE,
+    Message,
+    decode,
+)
 
 from .models import SimSite
 from .serial_line import SerialLine
@@ -132,8 +143,10 @@ class It100Panel:
             self.commands += 1
             if self._hung():
                 continue
-            if msg.command in (POLL, STATUS_REQUEST):
-                self.line.send(Message(ACK, msg.command).encode())
+            if msg.command not in (POLL, STATUS_REQUEST):
+                self.line.send(Message(SYSTEM_ERROR, UNSUPPORTED_COMMAND).encode())
+                continue
+            self.line.send(Message(ACK, msg.command).encode())
             if msg.command == STATUS_REQUEST:
                 for key, on in self.conditions(self._t()).items():
                     if on:

@@ -20,6 +20,11 @@ VECTORS = [
     (b"50000025\r\n", Message("500", "000"), None),
     # command error, no data: 0x35 + 0x30 + 0x31 = 0x96
     (b"50196\r\n", Message("501"), None),
+    # system error 022, command not supported: "502022" = 0x35+0x30+0x32+0x30+0x32+0x32 = 0x12B -> 2B
+    (b"5020222B\r\n", Message("502", "022"), None),
+    # zone 4 open, then restored: "609004" = 0x36+0x30+0x39+0x30+0x30+0x34 = 0x133 -> 33; 610004 -> 0x12B
+    (b"60900433\r\n", Message("609", "004"), ("alarm", True, 4)),
+    (b"6100042B\r\n", Message("610", "004"), ("alarm", False, 4)),
     # zone 5 tamper on partition 1: "6031005" = 0x36+0x30+0x33+0x31+0x30+0x30+0x35 = 0x15F -> 5F
     (b"60310055F\r\n", Message("603", "1005"), ("tamper", True, 5)),
     # zone 5 tamper restore: one more than 603 -> 60

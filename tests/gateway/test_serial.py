@@ -13,6 +13,8 @@ import pytest
 
 from alarmgw.clock import ManualClock
 from diagnostics.tickets import Ticket
+from drivers.errors import DeviceRefused
+from drivers.it100_link import It100Link
 from gateway.config import load_site
 from gateway.service import Gateway
 from gateway.wiring import simulator_buses, simulator_endpoints
@@ -178,3 +180,24 @@ async def test_a_noisy_bus_is_one_bus_errors_ticket_not_one_per_device(serial: S
     await serial.cycle(60)  # the window of recent transactions fills with good ones
     (t,) = [t for t in serial.tickets() if t.fault == "bus_errors"]
     assert not t.fault_active
+
+
+async def test_a_dead_unit_costs_its_own_timeout_only(serial: SerialHarness) -> None:
+    await serial.cycle(2)
+    serial.sim.inject("wh-a", "offline")  # unit 1 hangs; unit 2 shares the bus
+    for _ in range(6):
+        await serial.cycle(1)
+        assert serial.gw.latest["b-smoke"].at == serial.clock.now()  # polled every cycle
+    assert serial.summary() == [("wh-a", "comm_loss")]
+    (t,) = serial.tickets()
+    assert set(t.affected) == {"a-smoke", "a-pir"}
+
+
+async def test_unsupported_command_is_refused_not_retried(serial: SerialHarness) -> None:
+    link = next(x for x in serial.gw.links if isinstance(x, It100Link))
+    before = link.requests
+    with pytest.raises(DeviceRefused, match="system error 022"):
+        await link.command("074")  # keep-alive: not something this panel supports
+    assert link.requests == before + 1
+    await serial.cycle(2)
+    assert serial.tickets() == []
