@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 import serial
@@ -21,10 +20,10 @@ from alarmgw.clock import Clock
 from alarmgw.model import Device, Reading
 
 from .backoff import Backoff
+from .bus_health import ErrorWindow
 from .errors import DeviceRefused, LinkDown
 from .framing import FrameError, IncompleteFrame
 from .it100 import ACK, COMMAND_ERROR, POLL, STATUS_REQUEST, SYSTEM_ERROR, Message, Scope, decode
-from .modbus_client import ERROR_WINDOW, ERROR_WINDOW_MIN
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +58,7 @@ class It100Link(asyncio.Protocol):
         self._buf = bytearray()
         self._pending: tuple[str, asyncio.Future[str]] | None = None
         self.on_message: Callable[[Message], None] = lambda m: None
-        self.outcomes: deque[bool] = deque(maxlen=ERROR_WINDOW)
-        # Unanswered tries, counted against the line once the panel answers again: a hung
-        # panel is the panel's fault, a line that loses some frames is the line's.
-        self._unproven = 0
+        self.errors = ErrorWindow()
         self.opens = 0
         self.bad_frames = 0
         self.requests = 0
@@ -73,9 +69,7 @@ class It100Link(asyncio.Protocol):
         return self._transport is not None
 
     def error_rate(self) -> float | None:
-        if len(self.outcomes) < ERROR_WINDOW_MIN:
-            return None
-        return self.outcomes.count(False) / len(self.outcomes)
+        return self.errors.rate()
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
@@ -93,12 +87,11 @@ class It100Link(asyncio.Protocol):
                 return
             except FrameError as exc:
                 self.bad_frames += 1
-                self.outcomes.append(False)
+                self.errors.garbled()
                 log.debug("%s: dropped bad frame: %s", self.name, exc)
                 del self._buf[: exc.skip]
                 continue
             del self._buf[:used]
-            self.outcomes.append(True)
             pending = self._pending
             if pending is not None and not pending[1].done():
                 if msg.command == ACK and msg.data == pending[0]:
@@ -158,14 +151,13 @@ class It100Link(asyncio.Protocol):
                 try:
                     async with asyncio.timeout(self.timeout_s):
                         answer = await fut
-                    self.outcomes.extend([False] * self._unproven)
-                    self._unproven = 0
+                    self.errors.answered()
                     if answer == ACK:
                         return
                     if answer.startswith(SYSTEM_ERROR):
                         raise DeviceRefused(f"{self.name}: {command} refused with system error {answer[4:]}")
                 except TimeoutError:
-                    self._unproven += 1
+                    self.errors.unanswered()
                 finally:
                     self._pending = None
             self.failures += 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from alarmgw.clock import Clock
 from alarmgw.model import Device, Reading
 
 from .backoff import Backoff
+from .bus_health import ErrorWindow
 from .errors import DeviceRefused, DriverError, LinkDown
 from .modbus_map import BlockRead, CompiledLayout, Profile, compile_layout, decode_slot, plan_reads
 from .modbus_rtu import silence_s
@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 
 
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
-
-# How many recent transactions the bus error rate is taken over, and how many it needs
-# before it says anything.
-ERROR_WINDOW = 50
-ERROR_WINDOW_MIN = 8
 
 
 class ModbusLink:
@@ -64,10 +59,7 @@ class ModbusLink:
         # Inter-frame silence the master keeps on a serial line (RTU §2.5.1.1).
         self.silence_s = silence_s(serial_baud) if serial_baud else 0.0
         self._quiet_at = 0.0
-        self.outcomes: deque[bool] = deque(maxlen=ERROR_WINDOW)
-        # Failed tries per unit, counted against the bus only once the unit answers again:
-        # a unit that never answers is dead, and must not make a healthy bus look noisy.
-        self._unproven: dict[int, int] = {}
+        self.errors = ErrorWindow()
         self.timeout_s = timeout_s
         self.retries = retries
         self._clock = clock
@@ -90,9 +82,7 @@ class ModbusLink:
 
     def error_rate(self) -> float | None:
         """Share of the recent transactions that failed, once there are enough of them."""
-        if len(self.outcomes) < ERROR_WINDOW_MIN:
-            return None
-        return self.outcomes.count(False) / len(self.outcomes)
+        return self.errors.rate()
 
     async def _connect(self) -> Client:
         now = self._clock.monotonic()
@@ -145,14 +135,13 @@ class ModbusLink:
                         rr = await read(address, count=count, device_id=unit)
                 except (TimeoutError, ModbusException, OSError) as exc:
                     last = exc
-                    self._unproven[unit] = self._unproven.get(unit, 0) + 1
+                    self.errors.unanswered(unit)
                     self._quiet_at = loop.time() + self.silence_s
                     if not client.connected:
                         break
                     continue
                 self._quiet_at = loop.time() + self.silence_s
-                self.outcomes.extend([False] * self._unproven.pop(unit, 0))
-                self.outcomes.append(True)
+                self.errors.answered(unit)
                 if rr.isError():
                     code = getattr(rr, "exception_code", "?")
                     raise DeviceRefused(

@@ -124,7 +124,7 @@ class HostConfig(_Strict):
         place = "zone" if self.it100 is not None else "slot"
         for i, d in enumerate(self.devices):
             if getattr(d, place) is None:
-                raise ValueError(f"devices[{i}].{place}: required for a device on a {given[0]} host")
+                raise ValueError(f"devices[{i}].{place}: required for a device on a host reached over {given[0]}")
         return self
 
     @property

@@ -1,0 +1,38 @@
+"""The bus error rate: noise counts, a dead peer does not."""
+
+from __future__ import annotations
+
+from drivers.bus_health import ErrorWindow
+
+
+def test_no_rate_until_enough_transactions() -> None:
+    w = ErrorWindow(size=10, minimum=4)
+    for _ in range(3):
+        w.answered(1)
+    assert w.rate() is None
+    w.garbled()
+    assert w.rate() == 0.25
+
+
+def test_a_retry_that_then_succeeds_is_a_bus_error() -> None:
+    w = ErrorWindow(size=10, minimum=1)
+    w.unanswered(1)
+    w.answered(1)
+    assert w.rate() == 0.5
+
+
+def test_a_dead_unit_never_counts_against_the_bus() -> None:
+    w = ErrorWindow(size=10, minimum=1)
+    for _ in range(20):
+        w.unanswered(1)  # unit 1 is dead
+        w.answered(2)  # unit 2 is fine
+    assert w.rate() == 0.0
+
+
+def test_window_forgets_old_trouble() -> None:
+    w = ErrorWindow(size=4, minimum=1)
+    for _ in range(4):
+        w.garbled()
+    for _ in range(4):
+        w.answered()
+    assert w.rate() == 0.0

@@ -1,0 +1,51 @@
+"""Site-file validation: each mistake named by its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alarmgw.yamlfile import ConfigError
+from gateway.config import load_site
+
+HEAD = (
+    "site: {id: s1}\nbuses:\n  - {id: b1, port: ttyB1, protocol: modbus_rtu}\n"
+    "  - {id: b2, port: ttyB2, protocol: it100}\nhosts:\n"
+)
+
+CASES = [
+    ("  - {id: h1, model: sim-wh100, rtu: {bus: b9, unit: 1}}\n", "hosts[0].rtu.bus: no bus 'b9' under buses"),
+    ("  - {id: h1, model: sim-wh100, rtu: {bus: b2, unit: 1}}\n", "bus 'b2' speaks it100, not modbus_rtu"),
+    (
+        "  - {id: h1, model: sim-wh100, rtu: {bus: b1, unit: 1}}\n"
+        "  - {id: h2, model: sim-wh100, rtu: {bus: b1, unit: 1}}\n",
+        "hosts[1].rtu: bus 'b1' already has unit 1 (h1)",
+    ),
+    ("  - {id: h1, model: sim-wh100}\n", "give exactly one of modbus, rtu, it100 (given: none)"),
+    ("  - {id: h1, it100: {bus: b2}, devices: [{id: d1, kind: pir_detector, slot: 1}]}\n", "devices[0].zone: required"),
+    (
+        "  - {id: h1, it100: {bus: b2}, devices: [{id: d1, kind: pir_detector, zone: 1}, "
+        "{id: d2, kind: pir_detector, zone: 1}]}\n",
+        "hosts[0].devices[1].zone: zone 1 already used by d1",
+    ),
+    ("  - {id: h1, rtu: {bus: b1, unit: 1}}\n", "model: a Modbus host needs the name of its register profile"),
+]
+
+
+@pytest.mark.parametrize(("hosts", "message"), CASES)
+def test_serial_mistakes_are_named(tmp_path: Path, hosts: str, message: str) -> None:
+    f = tmp_path / "site.yaml"
+    f.write_text(HEAD + hosts)
+    with pytest.raises(ConfigError) as err:
+        load_site(f)
+    assert message in str(err.value)
+
+
+def test_bus_ports_are_taken_from_the_site_folder_and_hosts_hang_off_their_bus(tmp_path: Path) -> None:
+    f = tmp_path / "site.yaml"
+    f.write_text(HEAD + "  - {id: h1, it100: {bus: b2}, devices: [{id: d1, kind: pir_detector, zone: 3}]}\n")
+    site = load_site(f)
+    assert site.bus_ports["b1"] == tmp_path / "ttyB1"
+    devices = {d.id: d for d in site.config.devices()}
+    assert devices["h1"].parent == "b2" and devices["b2"].kind == "bus" and devices["d1"].parent == "h1"
