@@ -201,3 +201,19 @@ async def test_unsupported_command_is_refused_not_retried(serial: SerialHarness)
     assert link.requests == before + 1
     await serial.cycle(2)
     assert serial.tickets() == []
+
+
+async def test_unplugged_it100_port_is_one_bus_ticket_and_comes_back(serial: SerialHarness) -> None:
+    await serial.cycle(2)
+    await serial.sim.unplug("rs232-1")
+    await serial.cycle(4)
+    assert serial.summary() == [("rs232-1", "comm_loss")]
+    (t,) = serial.tickets()
+    assert set(t.affected) == {"panel", "z-door", "z-smoke", "z-hall"}
+    await serial.sim.plug("rs232-1")
+    await serial.cycle(6)
+    (t,) = serial.tickets()
+    assert not t.fault_active
+    serial.sim.inject("z-hall", "tamper")  # and the panel is heard again
+    await serial.cycle(1)
+    assert serial.summary() == [("rs232-1", "comm_loss"), ("z-hall", "tamper")]
