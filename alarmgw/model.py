@@ -39,6 +39,8 @@ FIELDS: Mapping[str, str] = {
     "battery_low": "device's own battery-low flag",
     "battery_missing": "battery absent or failed its load test",
     "rssi_dbm": "received signal strength at the host, dBm",
+    "battery_pct": "battery charge as the device reports it, percent",
+    "link_quality": "link quality indicator (Zigbee LQI), 0-255",
     "link_age_s": "seconds since the host last heard the device on the radio",
     "link_lost": "the gateway cannot reach the device's host at all",
     "tamper": "cover or wall tamper switch open",

@@ -6,17 +6,20 @@ message names the file, the key path and what was expected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alarmgw.model import Device, DeviceKind
 from alarmgw.yamlfile import ConfigError, load_yaml_model
 from diagnostics.rules import DEFAULT_FAULTS_FILE
+from drivers.json_map import JsonProfile, load_json_profile
 from drivers.modbus_map import Profile, load_profile
+from drivers.mqtt_link import BrokerSpec
 
 Seconds = Annotated[float, Field(gt=0)]
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -132,6 +135,41 @@ class HostConfig(_Strict):
         return self.rtu.bus if self.rtu else self.it100.bus if self.it100 else None
 
 
+class TlsConfig(_Strict):
+    ca_file: Path | None = None  # verify the broker against this CA (system CAs if omitted)
+    cert_file: Path | None = None  # client certificate
+    key_file: Path | None = None
+
+
+class BrokerConfig(_Strict):
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    tls: TlsConfig | None = None
+
+
+class Z2mDeviceConfig(_Strict):
+    id: Ident
+    friendly_name: str
+    kind: DeviceKind
+    location: str = ""
+    model: str = ""
+    commissioned_on: date | None = None
+
+
+class Zigbee2MqttConfig(_Strict):
+    """A Zigbee2MQTT bridge: the coordinator is a host, its devices hang off it."""
+
+    id: Ident
+    base_topic: str = "zigbee2mqtt"
+    location: str = ""
+    profile: str = "zigbee2mqtt"  # JSON mapping profile of device state
+    interval_s: Seconds | None = None  # how often the latched state is judged again
+    devices: list[Z2mDeviceConfig] = []
+
+
 class SiteConfig(_Strict):
     site: SiteInfo
     store: StoreConfig = StoreConfig()
@@ -140,7 +178,22 @@ class SiteConfig(_Strict):
     faults_file: Path | None = None  # replaces the built-in fault table
     profiles_dir: Path | None = None  # looked in before the built-in profiles
     buses: list[SerialBusConfig] = []
-    hosts: list[HostConfig] = Field(min_length=1)
+    device_broker: BrokerConfig | None = None  # where MQTT devices (Zigbee2MQTT) publish
+    zigbee2mqtt: list[Zigbee2MqttConfig] = []
+    hosts: list[HostConfig] = []
+
+    @model_validator(mode="after")
+    def _something_to_watch(self) -> SiteConfig:
+        if not self.hosts and not self.zigbee2mqtt:
+            raise ValueError("hosts: a site needs at least one host or zigbee2mqtt bridge")
+        if self.zigbee2mqtt and self.device_broker is None:
+            raise ValueError("device_broker: required to reach zigbee2mqtt")
+        for zi, z in enumerate(self.zigbee2mqtt):
+            names = [d.friendly_name for d in z.devices]
+            dup = next((n for n in names if names.count(n) > 1), None)
+            if dup is not None:
+                raise ValueError(f"zigbee2mqtt[{zi}].devices: friendly name {dup!r} given twice")
+        return self
 
     @model_validator(mode="after")
     def _topology(self) -> SiteConfig:
@@ -151,6 +204,11 @@ class SiteConfig(_Strict):
                 raise ValueError(f"buses[{bi}].id: {bus.id!r} already used by {seen[bus.id]}")
             seen[bus.id] = f"buses[{bi}]"
             buses[bus.id] = bus
+        for zi, z in enumerate(self.zigbee2mqtt):
+            for key, ident in [("id", z.id)] + [(f"devices[{di}].id", d.id) for di, d in enumerate(z.devices)]:
+                if ident in seen:
+                    raise ValueError(f"zigbee2mqtt[{zi}].{key}: {ident!r} already used by {seen[ident]}")
+                seen[ident] = f"zigbee2mqtt[{zi}]"
         units: dict[tuple[str, int], str] = {}
         for hi, host in enumerate(self.hosts):
             if host.bus is not None:
@@ -215,6 +273,20 @@ class SiteConfig(_Strict):
                         d.commissioned_on or h.commissioned_on or self.site.commissioned_on,
                     )
                 )
+        for z in self.zigbee2mqtt:
+            out.append(Device(z.id, DeviceKind.HOST, z.id, None, z.location, "zigbee2mqtt", self.site.commissioned_on))
+            for zd in z.devices:
+                out.append(
+                    Device(
+                        zd.id,
+                        zd.kind,
+                        z.id,
+                        z.id,
+                        zd.location,
+                        zd.model,
+                        zd.commissioned_on or self.site.commissioned_on,
+                    )
+                )
         return out
 
 
@@ -228,26 +300,53 @@ class LoadedSite:
         self.store_path = config.store.path if config.store.path.is_absolute() else base / config.store.path
         self.faults_file = (base / config.faults_file) if config.faults_file else DEFAULT_FAULTS_FILE
         self.bus_ports = {b.id: b.port if b.port.is_absolute() else base / b.port for b in config.buses}
+        extra = config.profiles_dir and base / config.profiles_dir
         self.profiles: dict[str, Profile] = {}
         for hi, host in enumerate(config.hosts):
             if host.it100 is None and host.model not in self.profiles:
-                self.profiles[host.model] = find_profile(
-                    host.model, config.profiles_dir and base / config.profiles_dir, path, f"hosts[{hi}].model"
-                )
+                self.profiles[host.model] = find_profile(host.model, extra, path, f"hosts[{hi}].model", load_profile)
+        self.json_profiles: dict[str, JsonProfile] = {}
+        for zi, z in enumerate(config.zigbee2mqtt):
+            if z.profile not in self.json_profiles:
+                key = f"zigbee2mqtt[{zi}].profile"
+                self.json_profiles[z.profile] = find_profile(z.profile, extra, path, key, load_json_profile)
+        self.device_broker = broker_spec(config.device_broker, base) if config.device_broker else None
 
 
 def builtin_profiles_dir() -> Path:
     return Path(str(resources.files("alarmgw.config").joinpath("profiles")))
 
 
-def find_profile(model: str, extra_dir: Path | None, site_path: Path, key: str) -> Profile:
+P = TypeVar("P")
+
+
+def find_profile(model: str, extra_dir: Path | None, site_path: Path, key: str, load: Callable[[Path], P]) -> P:
     dirs = [d for d in (extra_dir, builtin_profiles_dir()) if d is not None]
     for d in dirs:
         candidate = d / f"{model}.yaml"
         if candidate.is_file():
-            return load_profile(candidate)
+            return load(candidate)
     looked = ", ".join(str(d) for d in dirs)
     raise ConfigError(site_path, f"{key}: no profile {model!r} (looked for {model}.yaml in {looked})")
+
+
+def broker_spec(cfg: BrokerConfig, base: Path) -> BrokerSpec:
+    """The driver's view of a broker, with certificate paths taken from the site folder."""
+
+    def resolve(p: Path | None) -> Path | None:
+        return None if p is None else p if p.is_absolute() else base / p
+
+    tls = cfg.tls or TlsConfig()
+    return BrokerSpec(
+        cfg.host,
+        cfg.port,
+        cfg.username,
+        cfg.password,
+        cfg.client_id,
+        resolve(tls.ca_file),
+        resolve(tls.cert_file),
+        resolve(tls.key_file),
+    )
 
 
 def load_site(path: Path | str) -> LoadedSite:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from diagnostics.tickets import Ticket
 from drivers.backoff import Backoff
 from drivers.it100_link import It100Link, It100Poller
 from drivers.modbus_client import HostPoller, ModbusLink, rtu_link, tcp_link
+from drivers.mqtt_devices import MqttDeviceFeed
+from drivers.mqtt_link import BrokerSpec, subscribe_forever
+from drivers.zigbee2mqtt import Zigbee2MqttRouter
 
 from .bus import Bus
 from .config import LoadedSite
@@ -54,6 +58,7 @@ class Gateway:
         self.record_failures = 0
         self.links: list[ModbusLink | It100Link] = []
         self.jobs: list[PollJob] = []
+        self.mqtt_feed: MqttDeviceFeed | None = None
         self._build_pollers()
 
     def _build_pollers(self) -> None:
@@ -113,7 +118,25 @@ class Gateway:
         for bus in cfg.buses:
             interval = bus.poll_interval_s or cfg.poll.interval_s
             self.jobs.append(PollJob(f"{bus.id}@{interval:g}s", interval, self._bus_health(bus.id, bus_links[bus.id])))
+        self._build_mqtt_devices()
         stagger(self.jobs)
+
+    def _build_mqtt_devices(self) -> None:
+        cfg = self.site.config
+        if not cfg.zigbee2mqtt:
+            return
+        routers = []
+        for z in cfg.zigbee2mqtt:
+            names = {d.friendly_name: d.id for d in z.devices}
+            routers.append(Zigbee2MqttRouter(z.base_topic, z.id, names, self.site.json_profiles[z.profile]))
+        self.mqtt_feed = MqttDeviceFeed(routers, self.clock, self.ingest)
+        interval = min(z.interval_s or cfg.poll.interval_s for z in cfg.zigbee2mqtt)
+        feed = self.mqtt_feed
+
+        async def judge_latch() -> None:
+            self.ingest(feed.readings())
+
+        self.jobs.append(PollJob(f"mqtt-devices@{interval:g}s", interval, judge_latch))
 
     def _run(self, poll: Callable[[], Awaitable[list[Reading]]]) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
@@ -177,6 +200,8 @@ class Gateway:
             "requests": sum(link.requests for link in self.links),
             "link_failures": sum(link.failures for link in self.links),
             "active_faults": len(self.diagnoser.active()),
+            "mqtt_messages": self.mqtt_feed.messages if self.mqtt_feed else 0,
+            "mqtt_malformed": self.mqtt_feed.malformed if self.mqtt_feed else 0,
             "record_failures": self.record_failures,
         }
 
@@ -184,11 +209,23 @@ class Gateway:
         log.info("stats %s", " ".join(f"{k}={v}" for k, v in self.stats().items()))
 
     async def run(self) -> None:
-        """Poll until cancelled."""
+        """Poll, and listen to MQTT devices, until cancelled."""
         log.info(
             "gateway for site %s: %d devices, %d poll jobs", self.site.config.site.id, len(self.devices), len(self.jobs)
         )
-        await run_jobs(self.jobs, self.clock)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run_jobs(self.jobs, self.clock))
+            if self.mqtt_feed is not None and self.site.device_broker is not None:
+                tg.create_task(self._listen(self.site.device_broker, self.mqtt_feed))
+
+    async def _listen(self, broker: BrokerSpec, feed: MqttDeviceFeed) -> None:
+        async def connected() -> None:
+            feed.subscribed.set()
+
+        try:
+            await subscribe_forever(broker, feed.subscriptions, feed.on_message, self.clock, on_connect=connected)
+        finally:
+            feed.subscribed.clear()
 
     async def aclose(self) -> None:
         for link in self.links:

@@ -106,6 +106,9 @@ def _evidence(fault: FaultRaised) -> dict[str, float | int | bool]:
     """The readings that matter to a person, not the whole slot."""
     keep = (
         "battery_v",
+        "battery_pct",
+        "link_quality",
+        "bus_error_rate",
         "battery_low",
         "rssi_dbm",
         "link_age_s",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from gateway.service import Gateway
 from gateway.wiring import simulator_endpoints
 from simulator.runner import Simulator
 from simulator.scenario import Scenario
+from tests.broker import Mosquitto
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
@@ -54,6 +55,14 @@ def write_site(folder: Path, port: int, *, db: str = "tickets.db", area: str = "
     path = folder / "site.yaml"
     path.write_text(SITE.format(port=port, db=db, area=area, poll=poll))
     return path
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[Mosquitto]:
+    """One real broker for the session; tests keep to their own topics."""
+    broker = Mosquitto().start()
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture

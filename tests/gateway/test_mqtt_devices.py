@@ -1,0 +1,121 @@
+"""Zigbee2MQTT devices through a real mosquitto into fault tickets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from diagnostics.tickets import Ticket
+from gateway.config import load_site
+from gateway.service import Gateway
+from tests.broker import Mosquitto
+
+SITE = """\
+site: {{id: z-site}}
+store: {{path: tickets.db}}
+poll: {{interval_s: 0.3}}
+device_broker: {{host: 127.0.0.1, port: {port}}}
+zigbee2mqtt:
+  - id: zb-bridge
+    base_topic: {base}
+    devices:
+      - {{id: smoke-k, friendly_name: kitchen smoke, kind: smoke_detector}}
+      - {{id: pir-h, friendly_name: hall/pir, kind: pir_detector}}
+"""
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, mosquitto: Mosquitto, request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
+    base = f"z2m-{request.node.name}"[:60].replace("[", "_").replace("]", "_")
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE.format(port=mosquitto.port, base=base))
+    gw = Gateway(load_site(site))
+    gw.base_topic = base  # type: ignore[attr-defined]
+    task = asyncio.create_task(gw.run())
+    try:
+        yield gw
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await gw.aclose()
+
+
+async def publish(mosquitto: Mosquitto, messages: list[tuple[str, bytes | str]]) -> None:
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        for topic, payload in messages:
+            await client.publish(topic, payload, qos=1)
+
+
+async def until(gw: Gateway, check: Callable[[], bool], timeout_s: float = 10) -> None:
+    """Wait for the store to satisfy `check`, woken by the gateway's ticket events."""
+    async with gw.tickets.subscribe() as events, asyncio.timeout(timeout_s):
+        while not check():
+            await events.get()
+
+
+def tickets(gw: Gateway) -> list[tuple[str, str]]:
+    return sorted((t.device_id, t.fault) for t in gw.store.tickets())
+
+
+async def wait_subscribed(gw: Gateway) -> None:
+    assert gw.mqtt_feed is not None
+    async with asyncio.timeout(10):
+        await gw.mqtt_feed.subscribed.wait()
+
+
+async def test_real_device_payloads_give_the_right_faults(gateway: Gateway, mosquitto: Mosquitto) -> None:
+    base = gateway.base_topic  # type: ignore[attr-defined]
+    await wait_subscribed(gateway)
+    await publish(
+        mosquitto,
+        [
+            (f"{base}/kitchen smoke", '{"battery":100,"linkquality":120,"smoke":false,"tamper":true}'),
+            (f"{base}/hall/pir", '{"battery":9,"voltage":2405,"occupancy":false,"linkquality":90}'),
+        ],
+    )
+    await until(gateway, lambda: len(tickets(gateway)) == 2)
+    assert tickets(gateway) == [("pir-h", "low_battery"), ("smoke-k", "tamper")]
+    (pir,) = [t for t in gateway.store.tickets() if t.device_id == "pir-h"]
+    assert pir.evidence["battery_pct"] == 9
+
+
+async def test_availability_offline_is_comm_loss(gateway: Gateway, mosquitto: Mosquitto) -> None:
+    base = gateway.base_topic  # type: ignore[attr-defined]
+    await wait_subscribed(gateway)
+    await publish(mosquitto, [(f"{base}/kitchen smoke/availability", '{"state":"offline"}')])
+    await until(gateway, lambda: tickets(gateway) == [("smoke-k", "comm_loss")])
+    await publish(mosquitto, [(f"{base}/kitchen smoke/availability", "online")])  # legacy form
+    await until(gateway, lambda: not gateway.store.tickets()[0].fault_active)
+
+
+async def test_bridge_offline_is_one_ticket_for_the_coordinator(gateway: Gateway, mosquitto: Mosquitto) -> None:
+    base = gateway.base_topic  # type: ignore[attr-defined]
+    await wait_subscribed(gateway)
+    await publish(mosquitto, [(f"{base}/bridge/state", '{"state":"offline"}')])
+    await until(gateway, lambda: tickets(gateway) == [("zb-bridge", "comm_loss")])
+    t: Ticket = gateway.store.tickets()[0]
+    assert set(t.affected) == {"smoke-k", "pir-h"}
+
+
+async def test_malformed_payloads_are_counted_and_change_nothing(gateway: Gateway, mosquitto: Mosquitto) -> None:
+    base = gateway.base_topic  # type: ignore[attr-defined]
+    await wait_subscribed(gateway)
+    await publish(
+        mosquitto,
+        [
+            (f"{base}/kitchen smoke", b"not json"),
+            (f"{base}/kitchen smoke", b'{"battery": "plenty"}'),
+            (f"{base}/kitchen smoke", b"[1,2,3]"),
+            (f"{base}/kitchen smoke", b"{" + b" " * 100_000 + b"}"),
+            (f"{base}/kitchen smoke/availability", b"sleepy"),
+            (f"{base}/kitchen smoke", b'{"tamper": true}'),  # and a good one after them
+        ],
+    )
+    await until(gateway, lambda: tickets(gateway) == [("smoke-k", "tamper")])
+    assert gateway.mqtt_feed is not None and gateway.mqtt_feed.malformed == 5
