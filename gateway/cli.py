@@ -20,12 +20,13 @@ from rich.console import Console
 
 from alarmgw import __version__
 from alarmgw.yamlfile import ConfigError
-from diagnostics.tickets import IllegalTransition, Ticket, TicketState
+from diagnostics.tickets import IllegalTransition, TicketState
 from simulator.modbus_server import SimulatorError
 
 from .config import LoadedSite, load_site
+from .payloads import ticket_json
 from .runtime import run_until_stopped
-from .store import Store, StoreError, iso
+from .store import Store, StoreError
 from .ticketing import move_ticket
 
 log = logging.getLogger("alarmgw")
@@ -168,57 +169,6 @@ def _open_store(args: argparse.Namespace) -> Store:
     if not path.exists():
         raise StoreError(f"{path}: no such ticket store (give --db PATH or -c SITE.yaml)")
     return Store(path)
-
-
-def ticket_json(t: Ticket, now: datetime) -> dict[str, object]:
-    """A ticket for scripts: every stamp and clock due time in ISO 8601 UTC."""
-    clocks = {}
-    for c in t.clocks(now):
-        clocks[c.name] = {
-            "due": iso(c.due),
-            "state": c.state.value,
-            "remaining_s": round(c.remaining_s, 1),
-            "stopped_at": iso(c.stopped_at) if c.stopped_at else None,
-            "provisional": c.provisional,
-        }
-    stamps = {
-        k: (iso(v) if v else None)
-        for k, v in (
-            ("acknowledged_at", t.acknowledged_at),
-            ("dispatched_at", t.dispatched_at),
-            ("on_site_at", t.on_site_at),
-            ("resolved_at", t.resolved_at),
-            ("closed_at", t.closed_at),
-            ("restored_at", t.restored_at),
-        )
-    }
-    return {
-        "id": t.id,
-        "site": t.site_id,
-        "device": t.device_id,
-        "device_kind": t.device_kind,
-        "fault": t.fault,
-        "title": t.title,
-        "state": t.state.value,
-        "opened_at": iso(t.opened_at),
-        "raised_at": iso(t.raised_at),
-        **stamps,
-        "clocks": clocks,
-        "fault_active": t.fault_active,
-        "occurrences": t.occurrences,
-        "location": t.location,
-        "impact": t.impact,
-        "repair_class": t.repair_class,
-        "contact_id": t.contact_id,
-        "sia": list(t.sia) if t.sia else None,
-        "affected": list(t.affected),
-        "casualties": list(t.casualties),
-        "evidence": dict(t.evidence),
-        "cause": t.cause,
-        "user_action": t.user_action,
-        "in_warranty": t.in_warranty,
-        "version": t.version,
-    }
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:

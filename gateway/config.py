@@ -150,6 +150,15 @@ class BrokerConfig(_Strict):
     tls: TlsConfig | None = None
 
 
+class UplinkConfig(_Strict):
+    """The service centre's broker."""
+
+    broker: BrokerConfig
+    topic_root: str | None = None  # default alarmgw/<site id>
+    telemetry_interval_s: Seconds | None = 60.0  # null: no telemetry
+    outbox_max: int = Field(default=10_000, ge=100)  # rows; telemetry is evicted first
+
+
 class Z2mDeviceConfig(_Strict):
     id: Ident
     friendly_name: str
@@ -179,6 +188,7 @@ class SiteConfig(_Strict):
     profiles_dir: Path | None = None  # looked in before the built-in profiles
     buses: list[SerialBusConfig] = []
     device_broker: BrokerConfig | None = None  # where MQTT devices (Zigbee2MQTT) publish
+    uplink: UplinkConfig | None = None
     zigbee2mqtt: list[Zigbee2MqttConfig] = []
     hosts: list[HostConfig] = []
 
@@ -311,6 +321,7 @@ class LoadedSite:
                 key = f"zigbee2mqtt[{zi}].profile"
                 self.json_profiles[z.profile] = find_profile(z.profile, extra, path, key, load_json_profile)
         self.device_broker = broker_spec(config.device_broker, base) if config.device_broker else None
+        self.uplink_broker = broker_spec(config.uplink.broker, base) if config.uplink else None
 
 
 def builtin_profiles_dir() -> Path:

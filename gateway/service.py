@@ -25,6 +25,7 @@ from .config import LoadedSite
 from .scheduler import PollJob, run_jobs, stagger
 from .store import Store
 from .ticketing import TicketDesk
+from .uplink import Uplink
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,14 @@ class Gateway:
         self.clock = clock or SystemClock()
         cfg = site.config
         self.devices: dict[str, Device] = {d.id: d for d in cfg.devices()}
+        self._kinds = {d.id: d.kind.value for d in self.devices.values()}
         self.table = load_fault_table(site.faults_file)
         self.diagnoser = Diagnoser(self.devices.values(), self.table, cfg.supervision())
-        self.store = store or Store(site.store_path)
+        self.store = store or Store(site.store_path, outbox_max=cfg.uplink.outbox_max if cfg.uplink else 10_000)
+        self.uplink: Uplink | None = None
+        if cfg.uplink is not None and site.uplink_broker is not None:
+            root = cfg.uplink.topic_root or f"alarmgw/{cfg.site.id}"
+            self.uplink = Uplink(site.uplink_broker, root, cfg.site.id, self.store, self.clock)
         self.desk = TicketDesk(self.store, cfg.site, self.devices, self.table)
         self.diagnoser.restore(self.store.active_faults())
         self.latest: dict[str, Reading] = {}
@@ -119,6 +125,14 @@ class Gateway:
             interval = bus.poll_interval_s or cfg.poll.interval_s
             self.jobs.append(PollJob(f"{bus.id}@{interval:g}s", interval, self._bus_health(bus.id, bus_links[bus.id])))
         self._build_mqtt_devices()
+        if self.uplink is not None and cfg.uplink is not None and cfg.uplink.telemetry_interval_s:
+            uplink = self.uplink
+
+            async def send_telemetry() -> None:
+                uplink.telemetry(list(self.latest.values()))
+
+            interval = cfg.uplink.telemetry_interval_s
+            self.jobs.append(PollJob(f"telemetry@{interval:g}s", interval, send_telemetry))
         stagger(self.jobs)
 
     def _build_mqtt_devices(self) -> None:
@@ -172,6 +186,11 @@ class Gateway:
         self.readings_seen += len(readings)
 
     def _apply(self, changes: Sequence[FaultChange]) -> None:
+        if self.uplink is not None:
+            try:
+                self.uplink.fault_changes(changes, self.table, self._kinds)
+            except Exception:
+                log.exception("could not queue fault events for the uplink")
         for change in changes:
             self.faults.publish(change)
             try:
@@ -203,6 +222,8 @@ class Gateway:
             "mqtt_messages": self.mqtt_feed.messages if self.mqtt_feed else 0,
             "mqtt_malformed": self.mqtt_feed.malformed if self.mqtt_feed else 0,
             "record_failures": self.record_failures,
+            "outbox_depth": self.store.outbox_depth(),
+            "uplink_published": self.uplink.published if self.uplink else 0,
         }
 
     def log_stats(self) -> None:
@@ -217,6 +238,8 @@ class Gateway:
             tg.create_task(run_jobs(self.jobs, self.clock))
             if self.mqtt_feed is not None and self.site.device_broker is not None:
                 tg.create_task(self._listen(self.site.device_broker, self.mqtt_feed))
+            if self.uplink is not None:
+                tg.create_task(self.uplink.run())
 
     async def _listen(self, broker: BrokerSpec, feed: MqttDeviceFeed) -> None:
         async def connected() -> None:

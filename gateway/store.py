@@ -7,10 +7,12 @@ restart finds its ticket again instead of opening a second one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,7 +63,34 @@ CREATE TABLE IF NOT EXISTS ticket_log (
     note TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ticket_log_by_ticket ON ticket_log (ticket_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_kind ON outbox (kind, seq);
 """
+
+# Outbox kinds, in the order they are given up when the outbox is full: telemetry first;
+# fault and ticket events never (the bound is exceeded, loudly, rather than lose them).
+EVICTABLE = ("telemetry",)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    kind: str  # ticket | fault | telemetry
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+# Builds the messages a ticket change sends, inside the transaction that stores it.
+OutboxHook = Callable[[Ticket, str, datetime], list[OutboxMessage]]
 
 _DATES = (
     "opened_at",
@@ -95,8 +124,12 @@ class TicketNotFound(StoreError):
 class Store:
     """Tickets on disk. Use as a context manager or call `close()`."""
 
-    def __init__(self, path: Path | str, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: Path | str, *, busy_timeout_s: float = 10.0, outbox_max: int = 10_000) -> None:
         self.path = Path(path)
+        self.outbox_max = outbox_max
+        self.outbox_hook: OutboxHook | None = None
+        self.on_enqueue: Callable[[], None] | None = None
+        self.outbox_evicted = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Another process (the tickets CLI) may hold the write lock for a moment.
@@ -170,6 +203,11 @@ class Store:
             ticket_id = cur.lastrowid
             assert ticket_id is not None
             self._log(db, ticket_id, ticket.raised_at, "opened", ticket.state, actor, ticket.title)
+            if self.outbox_hook is not None:
+                self._enqueue(
+                    db, self.outbox_hook(dataclasses.replace(ticket, id=ticket_id), "opened", ticket.raised_at)
+                )
+        self._notify()
         return self.get(ticket_id)
 
     def update(self, ticket: Ticket, action: str, at: datetime, *, actor: str = "gateway", note: str = "") -> Ticket:
@@ -187,7 +225,50 @@ class Store:
             if cur.rowcount != 1:
                 raise StoreError(f"ticket {ticket.id} changed meanwhile; read it again")
             self._log(db, ticket.id, at, action, ticket.state, actor, note)
+            if self.outbox_hook is not None:
+                self._enqueue(db, self.outbox_hook(ticket, action, at))
+        self._notify()
         return ticket
+
+    # --- outbox: what the uplink still has to deliver, oldest first -----------------------
+
+    def enqueue(self, messages: list[OutboxMessage]) -> None:
+        with self._tx() as db:
+            self._enqueue(db, messages)
+        self._notify()
+
+    def _enqueue(self, db: sqlite3.Connection, messages: list[OutboxMessage]) -> None:
+        now = iso(datetime.now(UTC))
+        db.executemany(
+            "INSERT INTO outbox (kind, topic, payload, qos, retain, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(m.kind, m.topic, m.payload, m.qos, int(m.retain), now) for m in messages],
+        )
+        excess = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] - self.outbox_max
+        if excess > 0:
+            marks = ", ".join("?" for _ in EVICTABLE)
+            cur = db.execute(
+                "DELETE FROM outbox WHERE seq IN "
+                f"(SELECT seq FROM outbox WHERE kind IN ({marks}) ORDER BY seq LIMIT ?)",
+                (*EVICTABLE, excess),
+            )
+            self.outbox_evicted += cur.rowcount
+
+    def _notify(self) -> None:
+        if self.on_enqueue is not None:
+            self.on_enqueue()
+
+    def outbox_batch(self, limit: int = 100) -> list[tuple[int, OutboxMessage]]:
+        rows = self._db.execute(
+            "SELECT seq, kind, topic, payload, qos, retain FROM outbox ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        return [(r[0], OutboxMessage(r[1], r[2], bytes(r[3]), r[4], bool(r[5]))) for r in rows]
+
+    def outbox_done(self, seq: int) -> None:
+        """The broker has the message (PUBACK for QoS 1): it may go."""
+        self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    def outbox_depth(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     @staticmethod
     def _log(

@@ -51,9 +51,11 @@ hosts:
 SCENARIO = Scenario(seed=11, report_interval_s={"repeater": 10, "smoke_detector": 20, "pir_detector": 20})  # type: ignore[dict-item]
 
 
-def write_site(folder: Path, port: int, *, db: str = "tickets.db", area: str = "city", poll: float = POLL_S) -> Path:
+def write_site(
+    folder: Path, port: int, *, db: str = "tickets.db", area: str = "city", poll: float = POLL_S, extra: str = ""
+) -> Path:
     path = folder / "site.yaml"
-    path.write_text(SITE.format(port=port, db=db, area=area, poll=poll))
+    path.write_text(SITE.format(port=port, db=db, area=area, poll=poll) + extra)
     return path
 
 
@@ -121,6 +123,12 @@ class Harness:
 
 @pytest.fixture
 async def harness(site_file: Path) -> AsyncIterator[Harness]:
+    async with harness_for(site_file) as h:
+        yield h
+
+
+@contextlib.asynccontextmanager
+async def harness_for(site_file: Path) -> AsyncIterator[Harness]:
     site = load_site(site_file)
     clock = ManualClock()
     sim = Simulator(simulator_endpoints(site), SCENARIO, clock=clock)

@@ -1,0 +1,136 @@
+"""The uplink to the service centre: the durable outbox published in order over MQTT 5.
+
+Everything the centre must see goes through the outbox (SQLite, written in the same
+transaction as the ticket change it reports), and leaves it only when the broker has
+acknowledged it (PUBACK, QoS 1): delivery is at least once, in order, across broker
+outages and gateway restarts. The gateway's availability is one retained topic with a Last
+Will, so the centre sees a gateway that drops off.
+
+Topic tree under `topic_root` (default `alarmgw/<site id>`), payloads in docs/schemas/:
+  status                  retained `online` / `offline` (Last Will)
+  tickets/<ticket id>     every change of a ticket, QoS 1
+  faults/<device id>      every fault raised and cleared, QoS 1
+  telemetry/<device id>   periodic device state, QoS 0, first to go when the outbox is full
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+import aiomqtt
+
+from alarmgw.clock import Clock
+from alarmgw.model import DeviceKind, Reading
+from diagnostics.engine import FaultChange
+from diagnostics.rules import FaultTable
+from diagnostics.tickets import Ticket
+from drivers.backoff import Backoff
+from drivers.mqtt_link import BrokerSpec
+
+from .payloads import fault_event, telemetry, ticket_event
+from .store import OutboxMessage, Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+def _dump(doc: object) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+class Uplink:
+    def __init__(
+        self,
+        broker: BrokerSpec,
+        topic_root: str,
+        site_id: str,
+        store: Store,
+        clock: Clock,
+        *,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.broker = broker
+        self.root = topic_root.rstrip("/")
+        self.site_id = site_id
+        self.store = store
+        self.clock = clock
+        self.backoff = backoff or Backoff(1.0, 60.0)
+        self._wake = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.published = 0
+        store.outbox_hook = self.ticket_messages
+        store.on_enqueue = self._wake.set
+
+    # --- what goes out ----------------------------------------------------------------------
+
+    def ticket_messages(self, ticket: Ticket, action: str, at: datetime) -> list[OutboxMessage]:
+        return [OutboxMessage("ticket", f"{self.root}/tickets/{ticket.id}", _dump(ticket_event(ticket, action, at)))]
+
+    def fault_changes(self, changes: Sequence[FaultChange], table: FaultTable, kinds: dict[str, str]) -> None:
+        messages = []
+        for c in changes:
+            rule = table.faults[c.fault]
+            codes = rule.codes_for(DeviceKind(kinds[c.device_id]))
+            extra = {"title": rule.title, "contact_id": codes.contact_id, "sia": list(codes.sia) if codes.sia else None}
+            messages.append(
+                OutboxMessage("fault", f"{self.root}/faults/{c.device_id}", _dump(fault_event(self.site_id, c, extra)))
+            )
+        self.store.enqueue(messages)
+
+    def telemetry(self, readings: Sequence[Reading]) -> None:
+        self.store.enqueue(
+            [
+                OutboxMessage(
+                    "telemetry", f"{self.root}/telemetry/{r.device_id}", _dump(telemetry(self.site_id, r)), qos=0
+                )
+                for r in readings
+            ]
+        )
+
+    # --- delivery ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver the outbox until cancelled, reconnecting with backoff."""
+        status = f"{self.root}/status"
+        will = aiomqtt.Will(status, b"offline", qos=1, retain=True)
+        while True:
+            try:
+                async with self.broker.client(will=will) as client:
+                    await client.publish(status, b"online", qos=1, retain=True)
+                    self.backoff.reset()
+                    self.connected.set()
+                    log.info(
+                        "uplink connected to %s:%d, outbox %d",
+                        self.broker.host,
+                        self.broker.port,
+                        self.store.outbox_depth(),
+                    )
+                    await self._drain(client)
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                delay = self.backoff.next_delay()
+                log.warning(
+                    "uplink %s:%d: %s; outbox %d; retry in %.1f s",
+                    self.broker.host,
+                    self.broker.port,
+                    exc,
+                    self.store.outbox_depth(),
+                    delay,
+                )
+                await self.clock.sleep_until(self.clock.monotonic() + delay)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._wake.clear()
+            batch = self.store.outbox_batch(BATCH)
+            for seq, m in batch:
+                await client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+                self.store.outbox_done(seq)
+                self.published += 1
+            if not batch:
+                await self._wake.wait()
