@@ -320,8 +320,8 @@ class LoadedSite:
             if z.profile not in self.json_profiles:
                 key = f"zigbee2mqtt[{zi}].profile"
                 self.json_profiles[z.profile] = find_profile(z.profile, extra, path, key, load_json_profile)
-        self.device_broker = broker_spec(config.device_broker, base) if config.device_broker else None
-        self.uplink_broker = broker_spec(config.uplink.broker, base) if config.uplink else None
+        self.device_broker = broker_spec(config.device_broker, path, "device_broker") if config.device_broker else None
+        self.uplink_broker = broker_spec(config.uplink.broker, path, "uplink.broker") if config.uplink else None
 
 
 def builtin_profiles_dir() -> Path:
@@ -341,13 +341,19 @@ def find_profile(model: str, extra_dir: Path | None, site_path: Path, key: str, 
     raise ConfigError(site_path, f"{key}: no profile {model!r} (looked for {model}.yaml in {looked})")
 
 
-def broker_spec(cfg: BrokerConfig, base: Path) -> BrokerSpec:
+def broker_spec(cfg: BrokerConfig, site_path: Path, key: str) -> BrokerSpec:
     """The driver's view of a broker, with certificate paths taken from the site folder."""
+    base = site_path.parent
 
     def resolve(p: Path | None) -> Path | None:
         return None if p is None else p if p.is_absolute() else base / p
 
     tls = cfg.tls or TlsConfig()
+    for name in ("ca_file", "cert_file", "key_file"):
+        f = resolve(getattr(tls, name))
+        if f is not None and not f.is_file():
+            # TLS that cannot be set up is an error, never a quiet fall back to plaintext.
+            raise ConfigError(site_path, f"{key}.tls.{name}: no such file {f}")
     return BrokerSpec(
         cfg.host,
         cfg.port,

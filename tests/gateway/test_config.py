@@ -49,3 +49,14 @@ def test_bus_ports_are_taken_from_the_site_folder_and_hosts_hang_off_their_bus(t
     assert site.bus_ports["b1"] == tmp_path / "ttyB1"
     devices = {d.id: d for d in site.config.devices()}
     assert devices["h1"].parent == "b2" and devices["b2"].kind == "bus" and devices["d1"].parent == "h1"
+
+
+def test_missing_tls_file_is_a_config_error_not_plaintext(tmp_path: Path) -> None:
+    f = tmp_path / "site.yaml"
+    f.write_text(
+        HEAD
+        + "  - {id: h1, model: sim-wh100, rtu: {bus: b1, unit: 1}}\n"
+        + "uplink:\n  broker: {host: centre.example, port: 8883, tls: {ca_file: certs/ca.pem}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"uplink.broker.tls.ca_file: no such file .*certs/ca.pem"):
+        load_site(f)
