@@ -1,0 +1,56 @@
+"""The uplink's payloads match the JSON Schemas published in docs/schemas."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jsonschema
+
+from alarmgw.model import Reading
+from diagnostics.engine import FaultCleared, FaultRaised
+from diagnostics.tickets import Ticket, TicketState
+from gateway.payloads import fault_event, telemetry, ticket_event
+
+SCHEMAS = Path(__file__).parents[2] / "docs/schemas"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def check(name: str, doc: object) -> None:
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    jsonschema.validate(json.loads(json.dumps(doc)), schema)
+
+
+def test_ticket_events_match_their_schema() -> None:
+    t = Ticket(
+        7,
+        "s1",
+        "rep-2",
+        "repeater",
+        "comm_loss",
+        "communication lost",
+        "hall",
+        "city",
+        "equipment",
+        "high: 3 devices behind it unreachable",
+        T0,
+        T0 + timedelta(seconds=10),
+        333,
+        ("ET", "ER"),
+        affected=("a", "b", "c"),
+        evidence={"link_age_s": 61, "link_lost": False},
+        in_warranty=True,
+    )
+    check("ticket-event", ticket_event(t, "opened", T0))
+    moved = t.moved(TicketState.ACKNOWLEDGED, T0 + timedelta(minutes=5)).restored(T0 + timedelta(minutes=9))
+    doc = ticket_event(moved, "restored", T0 + timedelta(minutes=9))
+    check("ticket-event", doc)
+    assert doc["event_id"] == "s1:ticket:7:3"
+
+
+def test_fault_and_telemetry_events_match_their_schemas() -> None:
+    codes = {"title": "tamper", "contact_id": 383, "sia": ["TA", "TR"]}
+    check("fault-event", fault_event("s1", FaultRaised("pir-1", "tamper", T0, T0), codes))
+    check("fault-event", fault_event("s1", FaultCleared("pir-1", "tamper", T0), {**codes, "sia": None}))
+    check("telemetry", telemetry("s1", Reading("pir-1", T0, {"battery_v": 3.01, "tamper": False})))
