@@ -29,6 +29,7 @@ class BrokerSpec:
     cert_file: Path | None = None
     key_file: Path | None = None
     keepalive_s: int = 30
+    mqtt_version: str = "5"  # "5", or "3.1.1" for brokers that speak nothing newer
 
     def tls_context(self) -> ssl.SSLContext | None:
         """A verifying TLS context when a CA or a client certificate is configured.
@@ -47,7 +48,7 @@ class BrokerSpec:
             username=self.username,
             password=self.password,
             identifier=self.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
+            protocol=aiomqtt.ProtocolVersion.V5 if self.mqtt_version == "5" else aiomqtt.ProtocolVersion.V311,
             will=will,
             keepalive=self.keepalive_s,
             tls_context=self.tls_context(),

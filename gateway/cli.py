@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", type=Path, help="ticket store (default: a fresh file in a temporary folder)")
     demo.add_argument("--seed", type=int, help="override the demo scenario's seed")
     demo.add_argument("--plain", action="store_true", help="print ticket events as lines instead of the live view")
+    demo.add_argument(
+        "--broker", metavar="HOST:PORT", help="MQTT broker for the Zigbee2MQTT devices (default: built in)"
+    )
 
     tk = sub.add_parser("tickets", help="read and move tickets in the local store")
     tsub = tk.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -116,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import demo
 
-            return asyncio.run(demo(args.duration, args.db, args.seed, args.plain))
+            return asyncio.run(demo(args.duration, args.db, args.seed, args.plain, args.broker))
     except ConfigError as exc:
         err.print(f"[bold red]config error[/] in {exc.path}:", highlight=False)
         for problem in exc.problems:

@@ -148,6 +148,7 @@ class BrokerConfig(_Strict):
     password: str | None = None
     client_id: str | None = None
     tls: TlsConfig | None = None
+    mqtt_version: Literal["5", "3.1.1"] = "5"
 
 
 class UplinkConfig(_Strict):
@@ -363,6 +364,7 @@ def broker_spec(cfg: BrokerConfig, site_path: Path, key: str) -> BrokerSpec:
         resolve(tls.ca_file),
         resolve(tls.cert_file),
         resolve(tls.key_file),
+        mqtt_version=cfg.mqtt_version,
     )
 
 

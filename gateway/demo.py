@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
 
-from simulator.runner import Simulator
 from simulator.scenario import load_scenario
 
-from .config import HostConfig, LoadedSite, ModbusTcpEndpoint, load_site
+from .config import BrokerConfig, HostConfig, LoadedSite, ModbusTcpEndpoint, load_site
 from .live import render, tickets_table
 from .runtime import free_port, run_until_stopped
 from .service import Gateway
-from .wiring import simulator_endpoints
+from .wiring import simulator_for
 
 
 def builtin(name: str) -> Path:
     return Path(str(resources.files("alarmgw.config").joinpath(name)))
 
 
-def demo_site(db: Path | None) -> LoadedSite:
-    """The packaged demo site, moved to free loopback ports and the given store."""
+def demo_site(db: Path | None, broker: tuple[str, int, str]) -> LoadedSite:
+    """The packaged demo site, moved to free loopback ports, the given broker and store."""
     site = load_site(builtin("demo-site.yaml"))
     hosts = [
         h.model_copy(update={"modbus": ModbusTcpEndpoint(address="127.0.0.1", port=free_port(), unit=h.modbus.unit)})
@@ -32,20 +33,60 @@ def demo_site(db: Path | None) -> LoadedSite:
         else h
         for h in site.config.hosts
     ]
-    config = site.config.model_copy(update={"hosts": [HostConfig.model_validate(h.model_dump()) for h in hosts]})
+    host, port, version = broker
+    config = site.config.model_copy(
+        update={
+            "hosts": [HostConfig.model_validate(h.model_dump()) for h in hosts],
+            "device_broker": BrokerConfig(host=host, port=port, mqtt_version=version),
+        }
+    )
     moved = LoadedSite(site.path, config)
     moved.store_path = db if db is not None else Path(tempfile.mkdtemp(prefix="alarmgw-demo-")) / "demo.db"
     return moved
 
 
-async def demo(duration: float | None, db: Path | None, seed: int | None, plain: bool) -> int:
+@contextlib.asynccontextmanager
+async def embedded_broker() -> AsyncIterator[tuple[str, int, str]]:
+    """An MQTT broker inside the demo's process (amqtt; it speaks MQTT 3.1.1), so the demo
+    needs nothing beyond the package. Sites and tests use a real broker."""
+    from amqtt.broker import Broker
+
+    port = free_port()
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+    )
+    await broker.start()
+    try:
+        yield "127.0.0.1", port, "3.1.1"
+    finally:
+        await broker.shutdown()
+
+
+async def demo(
+    duration: float | None, db: Path | None, seed: int | None, plain: bool, broker: str | None = None
+) -> int:
+    async with contextlib.AsyncExitStack() as stack:
+        if broker is None:
+            where = await stack.enter_async_context(embedded_broker())
+        else:
+            host, _, port = broker.rpartition(":")
+            where = (host or "127.0.0.1", int(port), "5")
+        return await _demo(duration, db, seed, plain, where)
+
+
+async def _demo(
+    duration: float | None, db: Path | None, seed: int | None, plain: bool, broker: tuple[str, int, str]
+) -> int:
     console = Console() if Console().is_terminal else Console(width=120)
-    site = demo_site(db)
+    site = demo_site(db, broker)
     scenario = load_scenario(builtin("scenarios/demo.yaml"))
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
     live = not plain and console.is_terminal
-    async with Simulator(simulator_endpoints(site), scenario) as sim, Gateway(site) as gw:
+    async with simulator_for(site, scenario) as sim, Gateway(site) as gw:
         console.print(
             f"demo: {len(gw.devices)} simulated devices on "
             f"{', '.join(f'127.0.0.1:{s.endpoint.port}' for s in sim.servers)}; "

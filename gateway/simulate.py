@@ -24,14 +24,14 @@ from simulator.scenario import FaultName, Scenario, load_scenario
 from .config import LoadedSite
 from .runtime import run_until_stopped
 from .store import iso
-from .wiring import simulator_buses, simulator_endpoints
+from .wiring import simulator_for
 
 log = logging.getLogger(__name__)
 
 
 async def simulate(site: LoadedSite, scenario_path: Path | None, seed: int, duration: float | None) -> int:
     scenario = load_scenario(scenario_path) if scenario_path else Scenario()
-    sim = Simulator(simulator_endpoints(site), scenario, seed=seed, buses=simulator_buses(site))
+    sim = simulator_for(site, scenario, seed=seed)
     async with sim:
         ready = {
             "event": "ready",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from simulator.modbus_server import HostEndpoint
-from simulator.runner import RtuUnit, SerialBusEndpoint
+from simulator.runner import RtuUnit, SerialBusEndpoint, Simulator, Z2mEndpoint
+from simulator.scenario import Scenario
 
 from .config import LoadedSite
 
@@ -40,3 +43,23 @@ def simulator_buses(site: LoadedSite) -> list[SerialBusEndpoint]:
                 zones = {d.zone: devices[d.id] for d in h.devices if d.zone is not None}
         out.append(SerialBusEndpoint(bus.id, site.bus_ports[bus.id], bus.baud, tuple(units), panel, zones))
     return out
+
+
+def simulator_zigbee(site: LoadedSite) -> list[Z2mEndpoint]:
+    """One simulated Zigbee2MQTT bridge per bridge of the site, on the site's device broker."""
+    if site.device_broker is None:
+        return []
+    devices = {d.id: d for d in site.config.devices()}
+    return [
+        Z2mEndpoint(
+            site.device_broker, z.base_topic, devices[z.id], {d.friendly_name: devices[d.id] for d in z.devices}
+        )
+        for z in site.config.zigbee2mqtt
+    ]
+
+
+def simulator_for(site: LoadedSite, scenario: Scenario | None = None, **kw: Any) -> Simulator:
+    """The whole simulated site of a site file: TCP hosts, serial buses, Zigbee2MQTT."""
+    return Simulator(
+        simulator_endpoints(site), scenario, buses=simulator_buses(site), zigbee=simulator_zigbee(site), **kw
+    )

@@ -10,12 +10,14 @@ from pathlib import Path
 from alarmgw.clock import Clock, SystemClock
 from alarmgw.model import Device
 from drivers.modbus_map import Profile
+from drivers.mqtt_link import BrokerSpec
 
 from .it100_panel import It100Panel
 from .modbus_server import HostEndpoint, HostRegisters, ModbusHostServer
 from .models import SimSite
 from .rtu_bus import RtuSlaveBus
 from .scenario import FaultName, Injection, Scenario
+from .zigbee2mqtt import Zigbee2MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,19 @@ class SerialBusEndpoint:
     zones: Mapping[int, Device] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Z2mEndpoint:
+    """A Zigbee2MQTT bridge to play: its broker, base topic and devices by friendly name."""
+
+    broker: BrokerSpec
+    base_topic: str
+    bridge: Device
+    devices: Mapping[str, Device]
+
+
+Part = ModbusHostServer | RtuSlaveBus | It100Panel | Zigbee2MqttBridge
+
+
 class Simulator:
     """`async with Simulator(endpoints, scenario) as sim:` serves until the block ends."""
 
@@ -51,11 +66,14 @@ class Simulator:
         seed: int = 1,
         clock: Clock | None = None,
         buses: Sequence[SerialBusEndpoint] = (),
+        zigbee: Sequence[Z2mEndpoint] = (),
     ) -> None:
         self.clock = clock or SystemClock()
         scenario = scenario or Scenario()
         self.seed = scenario.seed if scenario.seed is not None else seed
         devices = [d for ep in endpoints for d, _ in ep.slots]
+        for z in zigbee:
+            devices += [z.bridge, *z.devices.values()]
         for bus in buses:
             devices += [d for u in bus.rtu_units for d, _ in u.slots]
             if bus.panel is not None:
@@ -65,6 +83,10 @@ class Simulator:
         self.started_at = self.clock.now()  # wall time of t0: scenario offsets count from it
         self.site.inject_all(scenario.faults)
         self.servers = [ModbusHostServer(ep, self.site, self.clock, self.t0) for ep in endpoints]
+        self.bridges = [
+            Zigbee2MqttBridge(z.broker, z.base_topic, z.bridge, z.devices, self.site, self.clock, self.t0)
+            for z in zigbee
+        ]
         self.lines: dict[str, RtuSlaveBus | It100Panel] = {}
         for bus in buses:
             noise = scenario.line_noise.get(bus.id, 0.0)
@@ -125,8 +147,8 @@ class Simulator:
         self.line(bus_id).line.noise = rate
 
     async def start(self) -> None:
-        parts: list[ModbusHostServer | RtuSlaveBus | It100Panel] = [*self.servers, *self.lines.values()]
-        started: list[ModbusHostServer | RtuSlaveBus | It100Panel] = []
+        parts: list[Part] = [*self.servers, *self.lines.values(), *self.bridges]
+        started: list[Part] = []
         try:
             for s in parts:
                 await s.start()
@@ -137,7 +159,7 @@ class Simulator:
             raise
 
     async def stop(self) -> None:
-        for s in [*self.servers, *self.lines.values()]:
+        for s in [*self.servers, *self.lines.values(), *self.bridges]:
             await s.stop()
 
     async def __aenter__(self) -> Simulator:

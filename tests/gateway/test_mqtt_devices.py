@@ -119,3 +119,28 @@ async def test_malformed_payloads_are_counted_and_change_nothing(gateway: Gatewa
     )
     await until(gateway, lambda: tickets(gateway) == [("smoke-k", "tamper")])
     assert gateway.mqtt_feed is not None and gateway.mqtt_feed.malformed == 5
+
+
+async def test_simulated_zigbee2mqtt_bridge_end_to_end(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    from gateway.wiring import simulator_for
+    from simulator.scenario import Scenario
+
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(SITE.format(port=mosquitto.port, base=f"z2m-sim-{tmp_path.name}"))
+    site = load_site(site_file)
+    scenario = Scenario(report_interval_s={"smoke_detector": 1, "pir_detector": 1})  # type: ignore[dict-item]
+    async with simulator_for(site, scenario) as sim:
+        gw = Gateway(site)
+        task = asyncio.create_task(gw.run())
+        try:
+            await wait_subscribed(gw)
+            sim.inject("smoke-k", "low_battery")
+            sim.inject("pir-h", "silent")
+            await until(gw, lambda: tickets(gw) == [("pir-h", "comm_loss"), ("smoke-k", "low_battery")], 20)
+            (low,) = [t for t in gw.store.tickets() if t.device_id == "smoke-k"]
+            assert low.evidence.get("battery_pct", 100) < 15 or low.evidence.get("battery_low") is True
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await gw.aclose()
