@@ -28,7 +28,7 @@ UPLINK = """\
 uplink:
   broker: {{host: 127.0.0.1, port: {port}}}
   topic_root: centre/{root}
-  telemetry_interval_s: null
+  telemetry_interval_s: {telemetry}
 """
 
 
@@ -92,7 +92,7 @@ async def listening(port: int, root: str) -> AsyncIterator[Listener]:
 @pytest.fixture
 async def uplinked(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[tuple[Harness, Listener]]:
     root = tmp_path.name
-    site = write_site(tmp_path, free_port(), extra=UPLINK.format(port=mosquitto.port, root=root))
+    site = write_site(tmp_path, free_port(), extra=UPLINK.format(port=mosquitto.port, root=root, telemetry=5))
     async with listening(mosquitto.port, f"centre/{root}") as listener, harness_for(site) as h:
         await h.start_gateway()
         yield h, listener
@@ -115,27 +115,35 @@ async def test_uplink_carries_availability_faults_and_every_ticket_change(uplink
     await listener.wait_for(lambda: len(listener.tickets()) == 2)
     assert listener.tickets()[1]["action"] == "acknowledged"
     assert listener.tickets()[1]["ticket"]["version"] == 2
-    assert h.gateway.store.outbox_depth() == 0
+    await h.cycle(1)  # telemetry goes out at its interval too, QoS 0
+    await listener.wait_for(lambda: any(t == f"{root}/telemetry/smoke-1" for t, _ in listener.messages))
+    (tele, *_) = [doc for t, doc in listener.messages if t == f"{root}/telemetry/smoke-1"]
+    assert tele["schema"] == "alarmgw/telemetry/1" and 2.5 < tele["values"]["battery_v"] < 3.3
 
 
 async def test_broker_outage_loses_nothing_and_keeps_order(tmp_path: Path) -> None:
     broker = Mosquitto().start()
     try:
         root = tmp_path.name
-        site = write_site(tmp_path, free_port(), extra=UPLINK.format(port=broker.port, root=root))
+        site = write_site(tmp_path, free_port(), extra=UPLINK.format(port=broker.port, root=root, telemetry="null"))
         async with listening(broker.port, f"centre/{root}") as listener, harness_for(site) as h:
             gw = await h.start_gateway()
             assert gw.uplink is not None
             async with asyncio.timeout(10):
                 await gw.uplink.connected.wait()
             broker.stop()  # the service centre's broker goes away ...
+            loop = asyncio.get_running_loop()
+            outage_started = loop.time()
             h.sim.inject("pir-2", "tamper")
             h.sim.inject("smoke-1", "low_battery")
             await h.cycle(4)
             for t in gw.store.tickets():
                 gw.desk.move(t.id or 0, TicketState.ACKNOWLEDGED, h.clock.now(), actor="eng-1")
             h.sim.inject("pir-3", "tamper", duration=10)
-            await h.cycle(2)  # ... for 30 s of the gateway's time, with faults and moves meanwhile
+            await h.cycle(2)
+            # ... and stays away for 30 s of real time too (six 5-s polls in all), while the
+            # uplink keeps failing to reconnect on the gateway's clock.
+            await asyncio.sleep(max(0.0, outage_started + 30 - loop.time()))
             depth = gw.store.outbox_depth()
             assert depth >= 7
             broker.start()  # same port
@@ -157,7 +165,9 @@ async def test_broker_outage_loses_nothing_and_keeps_order(tmp_path: Path) -> No
 def test_gateway_killed_with_a_full_outbox_delivers_after_restart(tmp_path: Path) -> None:
     broker_port = free_port()  # nothing listens here yet: the centre is unreachable
     root = tmp_path.name
-    site = write_site(tmp_path, free_port(), poll=0.3, extra=UPLINK.format(port=broker_port, root=root))
+    site = write_site(
+        tmp_path, free_port(), poll=0.3, extra=UPLINK.format(port=broker_port, root=root, telemetry="null")
+    )
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(
         "faults:\n  - {at: 0.2, device: pir-2, fault: tamper}\n  - {at: 0.2, device: pir-3, fault: tamper}\n"
