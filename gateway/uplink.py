@@ -63,6 +63,7 @@ class Uplink:
         self._wake = asyncio.Event()
         self.connected = asyncio.Event()
         self.published = 0
+        self.published_event = asyncio.Event()  # pulsed after each delivered message
         store.outbox_hook = self.ticket_messages
         store.on_enqueue = self._wake.set
 
@@ -132,5 +133,7 @@ class Uplink:
                 await client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
                 self.store.outbox_done(seq)
                 self.published += 1
+                self.published_event.set()
+                self.published_event.clear()
             if not batch:
                 await self._wake.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -15,14 +16,22 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
 class Mosquitto:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, tls: tuple[Path, Path, Path] | None = None) -> None:
+        """`tls`: (CA, server certificate, server key) for a TLS-only listener."""
         self.port = port or free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="alarmgw-mosquitto-"))
         self.conf = self.folder / "mosquitto.conf"
-        self.conf.write_text(
+        conf = (
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             f"log_dest file {self.folder / 'mosquitto.log'}\n"
         )
+        if os.geteuid() == 0:
+            # Run as root, mosquitto would switch to its own user and lose sight of the
+            # test's private temporary folders (log, certificates).
+            conf += "user root\n"
+        if tls is not None:
+            conf += f"cafile {tls[0]}\ncertfile {tls[1]}\nkeyfile {tls[2]}\n"
+        self.conf.write_text(conf)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Mosquitto:
@@ -45,3 +54,48 @@ class Mosquitto:
             self.proc.kill()
             self.proc.wait(10)
             self.proc = None
+
+
+def make_ca_and_server_cert(folder: Path, name: str = "ca") -> tuple[Path, Path, Path]:
+    """A throw-away CA and a certificate for 127.0.0.1 signed by it (openssl)."""
+    ca_key, ca, key, csr, cert = (folder / f"{name}{x}" for x in (".key", ".pem", "-server.key", ".csr", "-server.pem"))
+    ext = folder / f"{name}.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN=alarmgw test {name}",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+    )
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(csr))
+    ssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
+    )
+    return ca, cert, key

@@ -229,3 +229,37 @@ def test_gateway_killed_with_a_full_outbox_delivers_after_restart(tmp_path: Path
         sim.terminate()
         sim.wait(10)
         broker.stop()
+
+
+async def test_tls_uplink_verifies_the_broker_and_never_falls_back(tmp_path: Path) -> None:
+    from tests.broker import make_ca_and_server_cert
+
+    ca, cert, key = make_ca_and_server_cert(tmp_path, "centre")
+    other_ca, _, _ = make_ca_and_server_cert(tmp_path, "stranger")
+    broker = Mosquitto(tls=(ca, cert, key)).start()
+    try:
+        for trusted, expect_connect in ((other_ca, False), (ca, True)):
+            folder = tmp_path / trusted.stem
+            folder.mkdir()
+            extra = (
+                f"uplink:\n  broker: {{host: 127.0.0.1, port: {broker.port}, tls: {{ca_file: {trusted}}}}}\n"
+                "  telemetry_interval_s: null\n"
+            )
+            site = write_site(folder, free_port(), extra=extra)
+            async with harness_for(site) as h:
+                gw = await h.start_gateway()
+                assert gw.uplink is not None
+                h.sim.inject("pir-2", "tamper")
+                await h.cycle(1)
+                if expect_connect:
+                    async with asyncio.timeout(10):
+                        await gw.uplink.connected.wait()
+                    async with asyncio.timeout(10):
+                        while gw.store.outbox_depth():
+                            await gw.uplink.published_event.wait()
+                else:
+                    await h.cycle(3)  # several attempts, each refused by certificate checks
+                    assert not gw.uplink.connected.is_set()
+                    assert gw.uplink.published == 0 and gw.store.outbox_depth() > 0  # kept, not sent in clear
+    finally:
+        broker.stop()
