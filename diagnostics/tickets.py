@@ -88,6 +88,7 @@ class Ticket:
     casualties: tuple[str, ...] = ()  # of those, the ones seen lost
     evidence: Mapping[str, float | int | bool] = field(default_factory=dict)
     cause: str = ""
+    diagnosis: Mapping[str, object] = field(default_factory=dict)  # cause, fix, part, repair, evidence
     user_action: str = ""
     in_warranty: bool | None = None
     version: int = 1  # bumped on every change, so consumers can order and de-duplicate

@@ -52,6 +52,13 @@ class StoreConfig(_Strict):
     path: Path = Path("alarmgw.db")
 
 
+class HistoryConfig(_Strict):
+    """Sampled readings kept per device for remote diagnosis (battery and signal trends)."""
+
+    interval_s: float = Field(default=300.0, ge=0)  # at most one sample per device this often
+    retention_days: float = Field(default=30.0, gt=0)
+
+
 class PollConfig(_Strict):
     interval_s: Seconds = 5.0
     timeout_s: Seconds = 1.0
@@ -184,6 +191,7 @@ class SiteConfig(_Strict):
     site: SiteInfo
     store: StoreConfig = StoreConfig()
     poll: PollConfig = PollConfig()
+    history: HistoryConfig = HistoryConfig()
     supervision_s: dict[DeviceKind, Seconds | None] = {}
     faults_file: Path | None = None  # replaces the built-in fault table
     profiles_dir: Path | None = None  # looked in before the built-in profiles

@@ -66,6 +66,7 @@ def ticket_json(t: Ticket, now: datetime) -> dict[str, object]:
         "casualties": list(t.casualties),
         "evidence": dict(t.evidence),
         "cause": t.cause,
+        "diagnosis": dict(t.diagnosis),
         "user_action": t.user_action,
         "in_warranty": t.in_warranty,
         "version": t.version,

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from alarmgw.clock import Clock, SystemClock
 from alarmgw.model import Device, Reading
@@ -61,6 +61,7 @@ class Gateway:
         self.tickets: Bus[TicketEvent] = Bus()
         self.faults: Bus[FaultChange] = Bus()
         self.readings_seen = 0
+        self._sampled: dict[str, float] = {}
         self.record_failures = 0
         self.links: list[ModbusLink | It100Link] = []
         self.jobs: list[PollJob] = []
@@ -125,6 +126,12 @@ class Gateway:
             interval = bus.poll_interval_s or cfg.poll.interval_s
             self.jobs.append(PollJob(f"{bus.id}@{interval:g}s", interval, self._bus_health(bus.id, bus_links[bus.id])))
         self._build_mqtt_devices()
+        retention = timedelta(days=cfg.history.retention_days)
+
+        async def prune() -> None:
+            self.store.prune_history(self.clock.now() - retention)
+
+        self.jobs.append(PollJob("history-prune@1h", 3600.0, prune))
         if self.uplink is not None and cfg.uplink is not None and cfg.uplink.telemetry_interval_s:
             uplink = self.uplink
 
@@ -178,12 +185,24 @@ class Gateway:
         """Feed readings through diagnostics into tickets. Called by every driver."""
         observe = self.diagnoser.observe
         latest = self.latest
+        sampled = self._sampled
+        every = self.site.config.history.interval_s
+        now = self.clock.monotonic()
+        samples = []
         for r in readings:
             latest[r.device_id] = r
+            if now - sampled.get(r.device_id, -1e18) >= every and r.values:
+                sampled[r.device_id] = now
+                samples.append((r.device_id, r.at, r.values))
             changes = observe(r)
             if changes:
                 self._apply(changes)
         self.readings_seen += len(readings)
+        if samples:
+            try:
+                self.store.add_history(samples)  # one transaction for the whole poll
+            except Exception:
+                log.exception("could not keep %d history samples", len(samples))
 
     def _apply(self, changes: Sequence[FaultChange]) -> None:
         if self.uplink is not None:

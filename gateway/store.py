@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     casualties TEXT NOT NULL,
     evidence TEXT NOT NULL,
     cause TEXT NOT NULL,
+    diagnosis TEXT NOT NULL DEFAULT '{}',
     user_action TEXT NOT NULL,
     in_warranty INTEGER,
     version INTEGER NOT NULL
@@ -73,7 +74,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_by_kind ON outbox (kind, seq);
+CREATE TABLE IF NOT EXISTS history (
+    device_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    readings TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_device ON history (device_id, at);
 """
+
+# Columns added after the first release, with their definitions, for stores made before.
+MIGRATIONS = {"tickets": {"diagnosis": "TEXT NOT NULL DEFAULT '{}'"}}
 
 # Outbox kinds, in the order they are given up when the outbox is full: telemetry first;
 # fault and ticket events never (the bound is exceeded, loudly, rather than lose them).
@@ -139,6 +149,11 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            for table, columns in MIGRATIONS.items():
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, definition in columns.items():
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot use as a ticket store: {exc}") from exc
 
@@ -267,6 +282,27 @@ class Store:
         """The broker has the message (PUBACK for QoS 1): it may go."""
         self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
 
+    # --- history: sampled readings per device, for diagnosis ------------------------------
+
+    def add_history(self, samples: list[tuple[str, datetime, Mapping[str, float | int | bool]]]) -> None:
+        """Many samples in one transaction."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO history (device_id, at, readings) VALUES (?, ?, ?)",
+                [(d, iso(at), json.dumps(dict(v), sort_keys=True)) for d, at, v in samples],
+            )
+
+    def history_of(self, device_id: str, limit: int = 200) -> list[tuple[datetime, dict[str, float | int | bool]]]:
+        """The device's most recent samples, oldest first."""
+        rows = self._db.execute(
+            "SELECT at, readings FROM history WHERE device_id = ? ORDER BY at DESC LIMIT ?", (device_id, limit)
+        ).fetchall()
+        return [(parse_iso(r[0]), json.loads(r[1])) for r in reversed(rows)]
+
+    def prune_history(self, before: datetime) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM history WHERE at < ?", (iso(before),)).rowcount
+
     def outbox_depth(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
@@ -288,7 +324,7 @@ def _to_row(t: Ticket) -> dict[str, Any]:
             v = iso(v) if v is not None else None
         elif name in ("affected", "casualties", "sia"):
             v = json.dumps(list(v)) if v is not None else None
-        elif name == "evidence":
+        elif name in ("evidence", "diagnosis"):
             v = json.dumps(dict(v), sort_keys=True)
         elif name in ("fault_active", "in_warranty"):
             v = None if v is None else int(v)
@@ -308,7 +344,7 @@ def _from_row(row: Mapping[str, Any]) -> Ticket:
             v = tuple(json.loads(v))
         elif name == "sia":
             v = tuple(json.loads(v)) if v else None
-        elif name == "evidence":
+        elif name in ("evidence", "diagnosis"):
             v = json.loads(v)
         elif name == "fault_active":
             v = bool(v)

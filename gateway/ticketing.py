@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from alarmgw.model import Device
+from diagnostics.diagnosis import Causes, diagnose, load_causes
 from diagnostics.engine import FaultChange, FaultCleared, FaultRaised
 from diagnostics.rules import FaultTable
 from diagnostics.sla import PROMISE, ServicePolicy, in_warranty
@@ -28,12 +29,14 @@ class TicketDesk:
         devices: Mapping[str, Device],
         table: FaultTable,
         policy: ServicePolicy = PROMISE,
+        causes: Causes | None = None,
     ) -> None:
         self.store = store
         self.site = site
         self.devices = devices
         self.table = table
         self.policy = policy
+        self.causes = causes or load_causes()
 
     def apply(self, change: FaultChange) -> Ticket | None:
         """Record one fault change; returns the ticket it created or changed, if any."""
@@ -65,6 +68,9 @@ class TicketDesk:
         rule = self.table.faults[fault.fault]
         codes = rule.codes_for(device.kind)
         commissioned = device.commissioned_on or self.site.commissioned_on
+        history = [*self.store.history_of(device.id), (fault.raised_at, fault.evidence)]
+        parent = self.store.live_ticket(device.parent, "comm_loss") if device.parent else None
+        found = diagnose(self.causes, fault.fault, history, parent_lost=parent is not None and parent.fault_active)
         return Ticket(
             id=None,
             site_id=self.site.id,
@@ -74,7 +80,7 @@ class TicketDesk:
             title=rule.title,
             location=device.location,
             area=self.site.area,
-            repair_class=rule.repair,
+            repair_class=found.repair,  # the part the fix needs sets the repair clock
             impact=impact_of(fault.fault, device.kind.value, len(fault.affected)),
             opened_at=fault.detected_at,
             raised_at=fault.raised_at,
@@ -82,7 +88,8 @@ class TicketDesk:
             sia=codes.sia,
             affected=fault.affected,
             evidence=_evidence(fault),
-            cause=f"{rule.title} on {device.kind.value} {device.id}",
+            cause=found.cause,
+            diagnosis=found.as_dict(),
             in_warranty=in_warranty(commissioned, fault.detected_at.date(), self.policy),
         )
 

@@ -149,7 +149,7 @@ def test_devices_with_their_own_interval_get_their_own_poll_job(tmp_path: Path) 
     gw = Gateway(load_site(site_file), clock=ManualClock())
     try:
         jobs = {j.name: j.interval_s for j in gw.jobs}
-        assert jobs == {"host-1@5s": 5.0, "host-1@30s": 30.0}
+        assert jobs == {"host-1@5s": 5.0, "host-1@30s": 30.0, "history-prune@1h": 3600.0}
     finally:
         gw.store.close()
 
@@ -170,3 +170,15 @@ async def test_a_locked_store_delays_a_ticket_but_never_loses_it(harness: Harnes
     await harness.cycle(1)
     (t,) = harness.tickets()
     assert (t.device_id, t.fault) == ("pir-2", "tamper")
+
+
+async def test_every_new_ticket_carries_a_diagnosis_from_history(harness: Harness) -> None:
+    await harness.start_gateway()
+    await harness.cycle(3)
+    harness.sim.inject("smoke-1", "low_battery")
+    await harness.cycle(3)
+    (t,) = harness.tickets()
+    assert t.cause == "battery worn out by normal use"
+    assert t.diagnosis["part"].startswith("battery") and t.repair_class == "accessory"
+    assert "falling" in str(t.diagnosis["fix"])
+    assert t.diagnosis["evidence"]["samples"] >= 2  # type: ignore[index]
