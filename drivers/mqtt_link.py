@@ -30,11 +30,12 @@ class BrokerSpec:
     key_file: Path | None = None
     keepalive_s: int = 30
     mqtt_version: str = "5"  # "5", or "3.1.1" for brokers that speak nothing newer
+    tls: bool = False  # TLS with the system's CAs even when no CA file is given
 
     def tls_context(self) -> ssl.SSLContext | None:
         """A verifying TLS context when a CA or a client certificate is configured.
         A file that cannot be read raises here, at start-up, not at the first connect."""
-        if self.ca_file is None and self.cert_file is None:
+        if self.ca_file is None and self.cert_file is None and not self.tls:
             return None
         ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
         if self.cert_file is not None:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -82,6 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
         mv.add_argument("--by", default="cli", help="who did it")
         _store_args(mv)
 
+    rem = sub.add_parser("remote", help="the engineer's tool: ask a site's gateway through the broker")
+    rem.add_argument("--broker", required=True, help="mqtt://[user:pass@]host[:port] of the service centre's broker")
+    rem.add_argument("--site", required=True, help="site id (the topic root is alarmgw/<site> unless --root)")
+    rem.add_argument("--root", help="topic root, if the site's uplink sets another")
+    rem.add_argument("--user", default=os.environ.get("ALARMGW_USER"), help="engineer name (or $ALARMGW_USER)")
+    rem.add_argument("--secret-file", type=Path, help="file holding the engineer's secret (or $ALARMGW_SECRET)")
+    rem.add_argument("--json", action="store_true", help="print the answer as JSON")
+    rem.add_argument("--note", default="", help="note for a ticket move")
+    rem.add_argument("--all", action="store_true", help="tickets: include closed ones")
+    rem.add_argument("--timeout", type=float, default=10.0)
+    rem.add_argument(
+        "remote_command",
+        metavar="command",
+        help="status, devices, device ID, poll ID, tickets, ticket ID, ack|dispatch|arrive|resolve|close ID",
+    )
+    rem.add_argument("target", nargs="?", help="device or ticket id")
+
     chk = sub.add_parser("check-config", help="validate a site file")
     chk.add_argument("file", type=Path)
     return p
@@ -96,7 +114,7 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The demo's screen is its output; elsewhere the log is (journald picks up stderr).
-    quiet = args.command in ("demo", "tickets", "check-config")
+    quiet = args.command in ("demo", "tickets", "check-config", "remote")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -110,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check_config(args.file)
         if args.command == "tickets":
             return cmd_tickets(args)
+        if args.command == "remote":
+            return cmd_remote(args)
         if args.command == "run":
             return asyncio.run(cmd_run(load_site(args.config), args.db))
         if args.command == "simulate":
@@ -137,6 +157,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def cmd_remote(args: argparse.Namespace) -> int:
+    from .remote_cli import RemoteError, broker_from_url, call, show
+
+    err, out = Console(stderr=True), Console()
+    secret = args.secret_file.read_text().strip() if args.secret_file else os.environ.get("ALARMGW_SECRET", "")
+    if not args.user or not secret:
+        err.print("[bold red]remote[/]: give --user and --secret-file (or $ALARMGW_USER and $ALARMGW_SECRET)")
+        return 2
+    req: dict[str, object] = {}
+    if args.target is not None:
+        req["id"] = args.target
+    if args.note:
+        req["note"] = args.note
+    if args.all:
+        req["all"] = True
+    try:
+        reply = asyncio.run(
+            call(
+                broker_from_url(args.broker),
+                args.root or f"alarmgw/{args.site}",
+                args.user,
+                secret,
+                args.remote_command,
+                req,
+                args.timeout,
+            )
+        )
+    except RemoteError as exc:
+        err.print(f"[bold red]remote[/]: {exc}", highlight=False, soft_wrap=True)
+        return 2
+    if args.json:
+        print(json.dumps(reply, indent=2))
+    elif reply.get("ok"):
+        show(out, reply.get("result"))
+    if not reply.get("ok"):
+        if not args.json:
+            err.print(f"[bold red]refused[/]: {reply.get('error')}", highlight=False, soft_wrap=True)
+        return 1
+    return 0
 
 
 def cmd_check_config(path: Path) -> int:

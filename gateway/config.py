@@ -21,6 +21,8 @@ from drivers.json_map import JsonProfile, load_json_profile
 from drivers.modbus_map import Profile, load_profile
 from drivers.mqtt_link import BrokerSpec
 
+from .remote_auth import load_users
+
 Seconds = Annotated[float, Field(gt=0)]
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
@@ -167,6 +169,13 @@ class UplinkConfig(_Strict):
     outbox_max: int = Field(default=10_000, ge=100)  # rows; telemetry is evicted first
 
 
+class RemoteConfig(_Strict):
+    """Remote commands for engineers, through the uplink's broker."""
+
+    users_file: Path  # engineers.yaml: users: {name: {role: viewer|engineer, secret: ...}}
+    max_skew_s: Seconds = 60.0  # a request whose time is further off than this is refused
+
+
 class Z2mDeviceConfig(_Strict):
     id: Ident
     friendly_name: str
@@ -198,6 +207,7 @@ class SiteConfig(_Strict):
     buses: list[SerialBusConfig] = []
     device_broker: BrokerConfig | None = None  # where MQTT devices (Zigbee2MQTT) publish
     uplink: UplinkConfig | None = None
+    remote: RemoteConfig | None = None
     zigbee2mqtt: list[Zigbee2MqttConfig] = []
     hosts: list[HostConfig] = []
 
@@ -205,6 +215,8 @@ class SiteConfig(_Strict):
     def _something_to_watch(self) -> SiteConfig:
         if not self.hosts and not self.zigbee2mqtt:
             raise ValueError("hosts: a site needs at least one host or zigbee2mqtt bridge")
+        if self.remote is not None and self.uplink is None:
+            raise ValueError("remote: remote commands come through the uplink's broker; configure uplink")
         if self.zigbee2mqtt and self.device_broker is None:
             raise ValueError("device_broker: required to reach zigbee2mqtt")
         for zi, z in enumerate(self.zigbee2mqtt):
@@ -331,6 +343,10 @@ class LoadedSite:
                 self.json_profiles[z.profile] = find_profile(z.profile, extra, path, key, load_json_profile)
         self.device_broker = broker_spec(config.device_broker, path, "device_broker") if config.device_broker else None
         self.uplink_broker = broker_spec(config.uplink.broker, path, "uplink.broker") if config.uplink else None
+        self.users = None
+        if config.remote is not None:
+            users_file = config.remote.users_file
+            self.users = load_users(users_file if users_file.is_absolute() else base / users_file)
 
 
 def builtin_profiles_dir() -> Path:

@@ -22,6 +22,7 @@ from drivers.zigbee2mqtt import Zigbee2MqttRouter
 
 from .bus import Bus
 from .config import LoadedSite
+from .remote import RemoteDesk
 from .scheduler import PollJob, run_jobs, stagger
 from .store import Store
 from .ticketing import TicketDesk
@@ -55,6 +56,10 @@ class Gateway:
         if cfg.uplink is not None and site.uplink_broker is not None:
             root = cfg.uplink.topic_root or f"alarmgw/{cfg.site.id}"
             self.uplink = Uplink(site.uplink_broker, root, cfg.site.id, self.store, self.clock)
+        self.remote: RemoteDesk | None = None
+        if cfg.remote is not None and site.users is not None and site.uplink_broker is not None:
+            root = (cfg.uplink.topic_root if cfg.uplink else None) or f"alarmgw/{cfg.site.id}"
+            self.remote = RemoteDesk(self, site.uplink_broker, root, site.users, cfg.remote.max_skew_s)
         self.desk = TicketDesk(self.store, cfg.site, self.devices, self.table)
         self.diagnoser.restore(self.store.active_faults())
         self.latest: dict[str, Reading] = {}
@@ -65,6 +70,7 @@ class Gateway:
         self.record_failures = 0
         self.links: list[ModbusLink | It100Link] = []
         self.jobs: list[PollJob] = []
+        self._job_of: dict[str, PollJob] = {}
         self.mqtt_feed: MqttDeviceFeed | None = None
         self._build_pollers()
 
@@ -94,7 +100,10 @@ class Gateway:
                 assert isinstance(it_link, It100Link)
                 zones = {d.zone: self.devices[d.id] for d in host.devices if d.zone is not None}
                 panel = It100Poller(host_dev, zones, it_link, self.clock, self.ingest)
-                self.jobs.append(PollJob(f"{host.id}@{host_interval:g}s", host_interval, self._run(panel.poll)))
+                job = PollJob(f"{host.id}@{host_interval:g}s", host_interval, self._run(panel.poll))
+                self.jobs.append(job)
+                for device_id in (host.id, *(d.id for d in zones.values())):
+                    self._job_of[device_id] = job
                 continue
             if host.modbus is not None:
                 mb_link: ModbusLink | It100Link = tcp_link(
@@ -179,7 +188,21 @@ class Gateway:
 
     def _job(self, name: str, interval: float, poller: HostPoller, ids: Sequence[str]) -> PollJob:
         plan = poller.plan(ids)
-        return PollJob(name, interval, self._run(lambda: poller.poll(plan)))
+        job = PollJob(name, interval, self._run(lambda: poller.poll(plan)))
+        for device_id in ids:
+            self._job_of[device_id] = job
+        return job
+
+    async def poll_now(self, device_id: str) -> dict[str, object]:
+        """Poll the device's group at once (a remote engineer's request); its latest reading."""
+        if device_id not in self.devices:
+            raise KeyError(f"no device {device_id!r}")
+        job = self._job_of.get(device_id)
+        if job is None:
+            raise ValueError(f"{device_id} is not polled by this gateway; it reports by itself")
+        await job.run()
+        r = self.latest.get(device_id)
+        return {"device": device_id, "at": r.at.isoformat() if r else None, "values": dict(r.values) if r else {}}
 
     def ingest(self, readings: Sequence[Reading]) -> None:
         """Feed readings through diagnostics into tickets. Called by every driver."""
@@ -259,6 +282,8 @@ class Gateway:
                 tg.create_task(self._listen(self.site.device_broker, self.mqtt_feed))
             if self.uplink is not None:
                 tg.create_task(self.uplink.run())
+            if self.remote is not None:
+                tg.create_task(self.remote.run())
 
     async def _listen(self, broker: BrokerSpec, feed: MqttDeviceFeed) -> None:
         async def connected() -> None:

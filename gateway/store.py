@@ -80,6 +80,20 @@ CREATE TABLE IF NOT EXISTS history (
     readings TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_by_device ON history (device_id, at);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    user TEXT NOT NULL,
+    command TEXT NOT NULL,
+    args TEXT NOT NULL,
+    result TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, at TEXT NOT NULL);
 """
 
 # Columns added after the first release, with their definitions, for stores made before.
@@ -302,6 +316,27 @@ class Store:
     def prune_history(self, before: datetime) -> int:
         with self._tx() as db:
             return db.execute("DELETE FROM history WHERE at < ?", (iso(before),)).rowcount
+
+    # --- remote requests: single-use nonces and the append-only audit log ----------------
+
+    def claim_nonce(self, nonce: str, at: datetime, forget_before: datetime) -> bool:
+        """True the first time a nonce is seen; nonces older than `forget_before` are dropped
+        (requests that old are refused as stale anyway)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM nonces WHERE at < ?", (iso(forget_before),))
+            cur = db.execute("INSERT OR IGNORE INTO nonces (nonce, at) VALUES (?, ?)", (nonce, iso(at)))
+            return cur.rowcount == 1
+
+    def audit(self, at: datetime, user: str, command: str, args: object, result: str, detail: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO audit (at, user, command, args, result, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (iso(at), user, command, json.dumps(args, sort_keys=True, default=str)[:2000], result, detail[:2000]),
+            )
+
+    def audit_log(self) -> list[dict[str, str]]:
+        rows = self._db.execute("SELECT at, user, command, args, result, detail FROM audit ORDER BY seq")
+        return [dict(r) for r in rows]
 
     def outbox_depth(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

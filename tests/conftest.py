@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -131,9 +132,9 @@ async def harness(site_file: Path) -> AsyncIterator[Harness]:
 
 
 @contextlib.asynccontextmanager
-async def harness_for(site_file: Path) -> AsyncIterator[Harness]:
+async def harness_for(site_file: Path, start: datetime | None = None) -> AsyncIterator[Harness]:
     site = load_site(site_file)
-    clock = ManualClock()
+    clock = ManualClock(start)
     sim = Simulator(simulator_endpoints(site), SCENARIO, clock=clock)
     async with sim:
         h = Harness(site, clock, sim)
