@@ -7,6 +7,7 @@ engineer arrives, the repair due time is provisional: arrival due + repair allow
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -107,3 +108,20 @@ def in_warranty(commissioned_on: date | None, on: date, policy: ServicePolicy = 
     if commissioned_on is None:
         return None
     return on < add_months(commissioned_on, policy.warranty_months)
+
+
+def share_report(decided: Iterable[tuple[str, Iterable[ClockStatus]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per fault kind and clock: how many clocks were met, breached, still running or not
+    needed, and the share met among those decided (met / (met + breached))."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for fault, statuses in decided:
+        for c in statuses:
+            cell = out.setdefault(fault, {}).setdefault(
+                c.name, {"met": 0, "breached": 0, "running": 0, "not_needed": 0, "share_met": float("nan")}
+            )
+            cell[c.state.value] += 1
+    for clocks_ in out.values():
+        for cell in clocks_.values():
+            decided_n = cell["met"] + cell["breached"]
+            cell["share_met"] = cell["met"] / decided_n if decided_n else float("nan")
+    return out

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rem.add_argument("target", nargs="?", help="device or ticket id")
 
+    rep = sub.add_parser("sla-report", help="share of tickets that met each service clock, per fault kind")
+    rep.add_argument(
+        "--since", required=True, type=date.fromisoformat, help="first day (YYYY-MM-DD, UTC) of tickets opened"
+    )
+    rep.add_argument("--json", action="store_true")
+    _store_args(rep)
+
     chk = sub.add_parser("check-config", help="validate a site file")
     chk.add_argument("file", type=Path)
     return p
@@ -114,7 +121,7 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The demo's screen is its output; elsewhere the log is (journald picks up stderr).
-    quiet = args.command in ("demo", "tickets", "check-config", "remote")
+    quiet = args.command in ("demo", "tickets", "check-config", "remote", "sla-report")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -130,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_tickets(args)
         if args.command == "remote":
             return cmd_remote(args)
+        if args.command == "sla-report":
+            return cmd_sla_report(args)
         if args.command == "run":
             return asyncio.run(cmd_run(load_site(args.config), args.db))
         if args.command == "simulate":
@@ -197,6 +206,33 @@ def cmd_remote(args: argparse.Namespace) -> int:
         if not args.json:
             err.print(f"[bold red]refused[/]: {reply.get('error')}", highlight=False, soft_wrap=True)
         return 1
+    return 0
+
+
+def cmd_sla_report(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from diagnostics.sla import share_report
+
+    now = datetime.now(UTC)
+    since = datetime.combine(args.since, datetime.min.time(), tzinfo=UTC)
+    with _open_store(args) as store:
+        tickets = [t for t in store.tickets() if t.opened_at >= since]
+    report = share_report((t.fault, t.clocks(now)) for t in tickets)
+    if args.json:
+        print(json.dumps({"since": since.isoformat(), "tickets": len(tickets), "faults": report}, indent=2))
+        return 0
+    table = Table(title=f"Service clocks of {len(tickets)} tickets opened since {args.since} (UTC)")
+    for col in ("fault", "clock", "met", "breached", "running", "not needed", "share met"):
+        table.add_column(col)
+    for fault, clocks in sorted(report.items()):
+        for name in ("response", "arrival", "repair"):
+            c = clocks.get(name)
+            if c is None:
+                continue
+            share = "-" if c["share_met"] != c["share_met"] else f"{c['share_met']:.0%}"
+            table.add_row(fault, name, *(str(int(c[k])) for k in ("met", "breached", "running", "not_needed")), share)
+    Console().print(table)
     return 0
 
 

@@ -61,6 +61,17 @@ class HistoryConfig(_Strict):
     retention_days: float = Field(default=30.0, gt=0)
 
 
+class EscalationConfig(_Strict):
+    """When to warn before a service clock breaks: seconds before due, 0 = at the breach."""
+
+    interval_s: Seconds = 60.0
+    marks: dict[Literal["response", "arrival", "repair"], list[Annotated[float, Field(ge=0)]]] = {
+        "response": [1800.0, 600.0, 0.0],
+        "arrival": [1800.0, 0.0],
+        "repair": [21600.0, 0.0],
+    }
+
+
 class PollConfig(_Strict):
     interval_s: Seconds = 5.0
     timeout_s: Seconds = 1.0
@@ -201,6 +212,7 @@ class SiteConfig(_Strict):
     store: StoreConfig = StoreConfig()
     poll: PollConfig = PollConfig()
     history: HistoryConfig = HistoryConfig()
+    escalation: EscalationConfig = EscalationConfig()
     supervision_s: dict[DeviceKind, Seconds | None] = {}
     faults_file: Path | None = None  # replaces the built-in fault table
     profiles_dir: Path | None = None  # looked in before the built-in profiles

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from alarmgw.clock import Clock, SystemClock
 from alarmgw.model import Device, Reading
 from diagnostics.engine import Diagnoser, FaultChange, FaultRaised
+from diagnostics.escalation import Escalation, due_escalations
 from diagnostics.rules import load_fault_table
 from diagnostics.tickets import Ticket
 from drivers.backoff import Backoff
@@ -65,6 +66,7 @@ class Gateway:
         self.latest: dict[str, Reading] = {}
         self.tickets: Bus[TicketEvent] = Bus()
         self.faults: Bus[FaultChange] = Bus()
+        self.escalations: Bus[Escalation] = Bus()
         self.readings_seen = 0
         self._sampled: dict[str, float] = {}
         self.record_failures = 0
@@ -141,6 +143,8 @@ class Gateway:
             self.store.prune_history(self.clock.now() - retention)
 
         self.jobs.append(PollJob("history-prune@1h", 3600.0, prune))
+        esc = cfg.escalation
+        self.jobs.append(PollJob(f"escalation@{esc.interval_s:g}s", esc.interval_s, self.escalate))
         if self.uplink is not None and cfg.uplink is not None and cfg.uplink.telemetry_interval_s:
             uplink = self.uplink
 
@@ -192,6 +196,16 @@ class Gateway:
         for device_id in ids:
             self._job_of[device_id] = job
         return job
+
+    async def escalate(self) -> None:
+        """Warn about every service clock that reached a mark, once per ticket, clock and mark."""
+        marks = {str(k): v for k, v in self.site.config.escalation.marks.items()}
+        now = self.clock.now()
+        for e in due_escalations(self.store.tickets(include_closed=False), now, marks, self.store.escalations_sent()):
+            messages = self.uplink.escalation_messages(e) if self.uplink else None
+            if self.store.record_escalation(e.ticket_id, e.clock, e.mark_s, now, messages):
+                log.warning("escalation: %s", e.describe())
+                self.escalations.publish(e)
 
     async def poll_now(self, device_id: str) -> dict[str, object]:
         """Poll the device's group at once (a remote engineer's request); its latest reading."""

@@ -94,6 +94,13 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
 CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS escalations (
+    ticket_id INTEGER NOT NULL,
+    clock TEXT NOT NULL,
+    mark_s REAL NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (ticket_id, clock, mark_s)
+);
 """
 
 # Columns added after the first release, with their definitions, for stores made before.
@@ -337,6 +344,28 @@ class Store:
     def audit_log(self) -> list[dict[str, str]]:
         rows = self._db.execute("SELECT at, user, command, args, result, detail FROM audit ORDER BY seq")
         return [dict(r) for r in rows]
+
+    # --- escalations: each (ticket, clock, mark) once, across restarts --------------------
+
+    def escalations_sent(self) -> set[tuple[int, str, float]]:
+        return {(r[0], r[1], r[2]) for r in self._db.execute("SELECT ticket_id, clock, mark_s FROM escalations")}
+
+    def record_escalation(
+        self, ticket_id: int, clock: str, mark_s: float, at: datetime, messages: list[OutboxMessage] | None = None
+    ) -> bool:
+        """True if this mark was not recorded before; its uplink messages go in the same
+        transaction."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO escalations (ticket_id, clock, mark_s, at) VALUES (?, ?, ?, ?)",
+                (ticket_id, clock, mark_s, iso(at)),
+            )
+            new = cur.rowcount == 1
+            if new and messages:
+                self._enqueue(db, messages)
+        if new and messages:
+            self._notify()
+        return new
 
     def outbox_depth(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

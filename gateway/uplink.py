@@ -10,6 +10,7 @@ Topic tree under `topic_root` (default `alarmgw/<site id>`), payloads in docs/sc
   status                  retained `online` / `offline` (Last Will)
   tickets/<ticket id>     every change of a ticket, QoS 1
   faults/<device id>      every fault raised and cleared, QoS 1
+  escalations/<ticket id> a service clock about to break, or broken, QoS 1
   telemetry/<device id>   periodic device state, QoS 0, first to go when the outbox is full
 """
 
@@ -26,13 +27,14 @@ import aiomqtt
 from alarmgw.clock import Clock
 from alarmgw.model import DeviceKind, Reading
 from diagnostics.engine import FaultChange
+from diagnostics.escalation import Escalation
 from diagnostics.rules import FaultTable
 from diagnostics.tickets import Ticket
 from drivers.backoff import Backoff
 from drivers.mqtt_link import BrokerSpec
 
 from .payloads import fault_event, telemetry, ticket_event
-from .store import OutboxMessage, Store
+from .store import OutboxMessage, Store, iso
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,22 @@ class Uplink:
                 OutboxMessage("fault", f"{self.root}/faults/{c.device_id}", _dump(fault_event(self.site_id, c, extra)))
             )
         self.store.enqueue(messages)
+
+    def escalation_messages(self, e: Escalation) -> list[OutboxMessage]:
+        doc = {
+            "schema": "alarmgw/escalation/1",
+            "event_id": f"{self.site_id}:escalation:{e.ticket_id}:{e.clock}:{e.mark_s:g}",
+            "site": self.site_id,
+            "ticket": e.ticket_id,
+            "device": e.device_id,
+            "fault": e.fault,
+            "clock": e.clock,
+            "mark_s": e.mark_s,
+            "breached": e.mark_s == 0,
+            "due": iso(e.due),
+            "at": iso(e.at),
+        }
+        return [OutboxMessage("escalation", f"{self.root}/escalations/{e.ticket_id}", _dump(doc))]
 
     def telemetry(self, readings: Sequence[Reading]) -> None:
         self.store.enqueue(

@@ -149,7 +149,7 @@ def test_devices_with_their_own_interval_get_their_own_poll_job(tmp_path: Path) 
     gw = Gateway(load_site(site_file), clock=ManualClock())
     try:
         jobs = {j.name: j.interval_s for j in gw.jobs}
-        assert jobs == {"host-1@5s": 5.0, "host-1@30s": 30.0, "history-prune@1h": 3600.0}
+        assert jobs == {"host-1@5s": 5.0, "host-1@30s": 30.0, "history-prune@1h": 3600.0, "escalation@60s": 60.0}
     finally:
         gw.store.close()
 
@@ -182,3 +182,27 @@ async def test_every_new_ticket_carries_a_diagnosis_from_history(harness: Harnes
     assert t.diagnosis["part"].startswith("battery") and t.repair_class == "accessory"
     assert "falling" in str(t.diagnosis["fix"])
     assert t.diagnosis["evidence"]["samples"] >= 2  # type: ignore[index]
+
+
+async def test_escalations_fire_once_at_each_mark_and_survive_a_restart(harness: Harness) -> None:
+    gw = await harness.start_gateway()
+    harness.sim.inject("pir-2", "tamper")
+    await harness.cycle(1)
+    (t,) = harness.tickets()
+    async with gw.escalations.subscribe() as events:
+        harness.clock.advance(31 * 60)  # past the 30-minutes-before-due mark of the response
+        await gw.escalate()
+        await gw.escalate()  # nothing new the second time
+        e = events.queue.get_nowait()
+        assert (e.ticket_id, e.clock, e.mark_s) == (t.id, "response", 1800.0)
+        assert events.queue.empty()
+    gw.desk.move(t.id or 0, TicketState.ACKNOWLEDGED, harness.clock.now(), actor="eng-1")
+    harness.clock.advance(30 * 60)  # the response would now be late, but it was met
+    await gw.escalate()
+    sent = gw.store.escalations_sent()
+    assert sent == {(t.id, "response", 1800.0)}
+    await harness.stop_gateway()
+    gw = await harness.start_gateway()
+    harness.clock.advance(35 * 60)  # arrival: 30 min before its 2 h
+    await gw.escalate()
+    assert gw.store.escalations_sent() == {(t.id, "response", 1800.0), (t.id, "arrival", 1800.0)}

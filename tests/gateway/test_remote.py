@@ -109,6 +109,22 @@ async def test_engineer_session(site: tuple[Harness, dict[str, Any]]) -> None:
     code, reply, _ = await tool(ctx, "eng-1", "device", "pir-2")
     assert code == 0 and reply["result"]["latest"]["values"]["tamper"] is True and reply["result"]["history"]
 
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "sla-report",
+        "--since",
+        h.clock.now().date().isoformat(),
+        "--json",
+        "--db",
+        str(h.site.store_path),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    response = json.loads(out)["faults"]["tamper"]["response"]
+    assert (response["met"], response["breached"], response["share_met"]) == (1, 0, 1.0)
+
     log = h.gateway.store.audit_log()
     assert [(a["user"], a["command"], a["result"]) for a in log] == [
         ("view-1", "tickets", "done"),

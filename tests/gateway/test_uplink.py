@@ -149,7 +149,12 @@ async def test_broker_outage_loses_nothing_and_keeps_order(tmp_path: Path) -> No
             broker.start()  # same port
             async with asyncio.timeout(10):
                 await listener.subscribed.wait()
-            await h.cycle(3)  # lets the uplink's backoff run out
+            for _ in range(30):  # poll on until the uplink's backoff (up to ~16 s by now) runs out
+                await h.cycle(1)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(gw.uplink.connected.wait(), 0.2)
+                    break
+            assert gw.uplink.connected.is_set()
             await listener.wait_for(lambda: gw.store.outbox_depth() == 0 and len(listener.tickets()) >= 5)
         by_ticket: dict[int, list[int]] = {}
         for ev in listener.tickets():
