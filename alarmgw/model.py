@@ -52,6 +52,7 @@ FIELDS: Mapping[str, str] = {
     "alarm": "the device is in alarm (smoke, motion)",
     "rf_errors": "RF frames with a bad check, running count",
     "present": "the slot holds an enrolled device",
+    "self_test_age_s": "seconds since the device last ran its self-test (saturates)",
     "bus_error_rate": "share of recent transactions on a serial bus that failed (bad check, garbled, no answer)",
 }
 

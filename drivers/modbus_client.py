@@ -160,6 +160,26 @@ class ModbusLink:
                 self._schedule_retry()
             raise LinkDown(f"{self.name}: unit {unit}: no answer on {self.where} ({type(last).__name__}: {last})")
 
+    async def write_register(self, address: int, value: int, unit: int | None = None) -> None:
+        """One register write (function 6), no retry: a command is not repeated blindly.
+        Raises LinkDown or DeviceRefused."""
+        unit = self.unit if unit is None else unit
+        async with self._lock:
+            client = self._client if self.connected else None
+            if client is None:
+                self._drop()
+                client = await self._connect()
+            await self._quiet()
+            try:
+                async with asyncio.timeout(self.timeout_s * 1.5):
+                    rr = await client.write_register(address, value, device_id=unit)
+            except (TimeoutError, ModbusException, OSError) as exc:
+                raise LinkDown(f"{self.name}: unit {unit}: write at {address} not answered ({exc})") from exc
+            finally:
+                self._quiet_at = asyncio.get_running_loop().time() + self.silence_s
+            if rr.isError():
+                raise DeviceRefused(f"{self.name}: unit {unit}: write of {value} at {address} refused")
+
     async def close(self) -> None:
         async with self._lock:
             self._drop()
@@ -247,6 +267,14 @@ class HostPoller:
                 layouts[kind] = compile_layout(profile.layout_for(device.kind), profile.slot_registers)
             self.slots[device.id] = SlotDevice(device, profile.slot_address(slot), layouts[kind])
         self.refused = 0
+
+    async def command(self, device_id: str, name: str) -> None:
+        """Send a device command the profile defines (e.g. self_test); DeviceRefused if none."""
+        slot = self.slots[device_id]
+        cmd = self.profile.layout_for(slot.device.kind).commands.get(name)
+        if cmd is None:
+            raise DeviceRefused(f"{self.profile.name} has no {name} command for a {slot.device.kind.value}")
+        await self.link.write_register(slot.address + cmd.offset, cmd.value, self.unit)
 
     def plan(self, device_ids: Sequence[str]) -> list[BlockRead]:
         p = self.profile

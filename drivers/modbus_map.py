@@ -47,8 +47,16 @@ class FlagWord(_Strict):
 FieldSpec = Annotated[NumberField | FlagWord, Field(union_mode="left_to_right")]
 
 
+class CommandSpec(_Strict):
+    """A command the panel takes as a register write (function 6) into the device's slot."""
+
+    offset: int = Field(ge=0)
+    value: int = Field(ge=0, le=0xFFFF)
+
+
 class Layout(_Strict):
     fields: dict[str, FieldSpec]
+    commands: dict[str, CommandSpec] = {}
 
 
 class Profile(_Strict):

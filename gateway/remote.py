@@ -119,6 +119,15 @@ class RemoteDesk:
             return ticket_json(gw.store.get(int(_arg(args, "id"))), now)
         if command == "poll":
             return {"polled": await gw.poll_now(_arg(args, "id"))}
+        if command == "selftest":
+            polled = await gw.self_test(_arg(args, "id"))
+            values = polled["values"] if isinstance(polled["values"], dict) else {}
+            return {
+                "device": polled["device"],
+                "passed": not values.get("sensor_fault", False),
+                "self_test_age_s": values.get("self_test_age_s"),
+                "at": polled["at"],
+            }
         if command in MOVES:
             note = str(args.get("note", ""))[:500]
             t = move_ticket(gw.store, int(_arg(args, "id")), MOVES[command], now, actor=user, note=note)

@@ -31,6 +31,7 @@ COMMANDS: dict[str, Role] = {
     "tickets": "viewer",
     "ticket": "viewer",
     "poll": "engineer",
+    "selftest": "engineer",
     "ack": "engineer",
     "dispatch": "engineer",
     "arrive": "engineer",

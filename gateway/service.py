@@ -15,6 +15,7 @@ from diagnostics.escalation import Escalation, due_escalations
 from diagnostics.rules import load_fault_table
 from diagnostics.tickets import Ticket
 from drivers.backoff import Backoff
+from drivers.errors import DriverError
 from drivers.it100_link import It100Link, It100Poller
 from drivers.modbus_client import HostPoller, ModbusLink, rtu_link, tcp_link
 from drivers.mqtt_devices import MqttDeviceFeed
@@ -73,6 +74,7 @@ class Gateway:
         self.links: list[ModbusLink | It100Link] = []
         self.jobs: list[PollJob] = []
         self._job_of: dict[str, PollJob] = {}
+        self._poller_of: dict[str, HostPoller] = {}
         self.mqtt_feed: MqttDeviceFeed | None = None
         self._build_pollers()
 
@@ -195,7 +197,21 @@ class Gateway:
         job = PollJob(name, interval, self._run(lambda: poller.poll(plan)))
         for device_id in ids:
             self._job_of[device_id] = job
+            self._poller_of[device_id] = poller
         return job
+
+    async def self_test(self, device_id: str) -> dict[str, object]:
+        """Ask the device to run its self-test, then poll it for the result."""
+        if device_id not in self.devices:
+            raise KeyError(f"no device {device_id!r}")
+        poller = self._poller_of.get(device_id)
+        if poller is None:
+            raise ValueError(f"{device_id}: its host offers no self-test command to this gateway")
+        try:
+            await poller.command(device_id, "self_test")
+        except DriverError as exc:
+            raise ValueError(str(exc)) from exc
+        return await self.poll_now(device_id)
 
     async def escalate(self) -> None:
         """Warn about every service clock that reached a mark, once per ticket, clock and mark."""

@@ -77,6 +77,21 @@ class HostRegisters:
             device_id, layout = entry
             registers[base : base + p.slot_registers] = encode_slot(layout, self.site.values(device_id, t))
 
+    def write(self, address: int, value: int, t: float) -> bool:
+        """A register write: a device command if the profile has one at that place."""
+        p = self.profile
+        slot, offset = divmod(address - p.slot_base, p.slot_registers)
+        entry = self._by_slot.get(slot)
+        if entry is None:
+            return False
+        device_id, _ = entry
+        kind = self.site.devices[device_id].device.kind
+        for name, cmd in p.layout_for(kind).commands.items():
+            if cmd.offset == offset and cmd.value == value and name == "self_test":
+                self.site.self_test(device_id, t)
+                return True
+        return False
+
     def read(self, address: int, count: int, t: float) -> list[int] | None:
         """`count` registers from `address`, or None when the range lies outside the map."""
         if address < 0 or address + count > self.size:
@@ -107,12 +122,23 @@ class ModbusHostServer:
         self.requests = 0
 
     async def _render(
-        self, function_code: int, start: int, address: int, count: int, registers: list[int], values: object
+        self,
+        function_code: int,
+        start: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         self.requests += 1
+        t = self.clock.monotonic() - self.t0
+        if function_code == 6:
+            if values is None:
+                return None  # pymodbus reads the written register back for the response
+            ok = self.registers.write(address, int(values[0]), t)
+            return None if ok else ExcCodes.ILLEGAL_ADDRESS
         if _READ_FUNCTIONS.get(function_code) != self.endpoint.profile.function or values is not None:
             return ExcCodes.ILLEGAL_FUNCTION
-        t = self.clock.monotonic() - self.t0
         back = self.registers.offline_until(t)
         if back is not None:
             # A hung host: the request is never answered while the fault lasts.

@@ -73,6 +73,7 @@ class SimSite:
                 p = by_id[p].parent
             self._ancestors[d.id] = chain
         self.log: list[tuple[float, Injection]] = []
+        self.self_tests: dict[str, float] = {}  # device -> when it last ran its self-test
 
     def _model(self, d: Device) -> DeviceSim:
         # A per-device stream: the same seed gives the same site whatever the device order.
@@ -139,6 +140,12 @@ class SimSite:
                 k -= 1
         return min(t, MAX_LINK_AGE_S)
 
+    def self_test(self, device_id: str, t: float) -> None:
+        """Run the device's self-test now: its result is the sensor_fault it reports."""
+        if device_id not in self.devices:
+            raise KeyError(f"no simulated device {device_id!r}")
+        self.self_tests[device_id] = t
+
     def report_interval(self, device_id: str) -> float:
         return self.devices[device_id].report_interval_s
 
@@ -173,5 +180,8 @@ class SimSite:
             fire_trouble="fire_trouble" in on,
             contamination_pct=85.0 if "dirty_chamber" in on else contamination,
             alarm=False,
+            self_test_age_s=min(t - self.self_tests[device_id], MAX_LINK_AGE_S)
+            if device_id in self.self_tests
+            else MAX_LINK_AGE_S,
         )
         return v

@@ -165,3 +165,17 @@ async def test_replayed_forged_stale_and_unknown_requests_are_refused(site: tupl
     ]
     with pytest.raises(Exception, match="append-only"):
         h.gateway.store._db.execute("DELETE FROM audit")
+
+
+async def test_engineer_runs_a_self_test_through_the_broker(site: tuple[Harness, dict[str, Any]]) -> None:
+    h, ctx = site
+    code, reply, err = await tool(ctx, "eng-1", "selftest", "smoke-1")
+    assert code == 0, (reply, err)
+    assert reply["result"]["passed"] is True and reply["result"]["self_test_age_s"] <= 1
+    h.sim.inject("smoke-2", "sensor_fault")
+    code, reply, _ = await tool(ctx, "eng-1", "selftest", "smoke-2")
+    assert code == 0 and reply["result"]["passed"] is False
+    code, reply, _ = await tool(ctx, "view-1", "selftest", "smoke-1")
+    assert code == 1 and "needs the engineer role" in reply["error"]
+    code, reply, _ = await tool(ctx, "eng-1", "selftest", "nobody")
+    assert code == 1 and "no device 'nobody'" in reply["error"]
