@@ -36,6 +36,15 @@ TRANSITIONS: Mapping[TicketState, frozenset[TicketState]] = {
     TicketState.CLOSED: frozenset(),
 }
 
+# What people call each move (CLI, remote commands) -> the state it moves to.
+MOVES: Mapping[str, TicketState] = {
+    "ack": TicketState.ACKNOWLEDGED,
+    "dispatch": TicketState.DISPATCHED,
+    "arrive": TicketState.ON_SITE,
+    "resolve": TicketState.RESOLVED,
+    "close": TicketState.CLOSED,
+}
+
 # Ticket attribute that stamps entering each state.
 STAMP = {
     TicketState.ACKNOWLEDGED: "acknowledged_at",

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from alarmgw import __version__
 from alarmgw.yamlfile import ConfigError
-from diagnostics.tickets import IllegalTransition, TicketState
+from diagnostics.tickets import MOVES, IllegalTransition
 from simulator.modbus_server import SimulatorError
 
 from .config import LoadedSite, load_site
@@ -31,14 +31,6 @@ from .store import Store, StoreError
 from .ticketing import move_ticket
 
 log = logging.getLogger("alarmgw")
-
-MOVES = {
-    "ack": TicketState.ACKNOWLEDGED,
-    "dispatch": TicketState.DISPATCHED,
-    "arrive": TicketState.ON_SITE,
-    "resolve": TicketState.RESOLVED,
-    "close": TicketState.CLOSED,
-}
 
 
 def build_parser() -> argparse.ArgumentParser:

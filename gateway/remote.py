@@ -19,7 +19,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from diagnostics.tickets import TicketError, TicketState
+from diagnostics.tickets import MOVES, TicketError
 from drivers.backoff import Backoff
 from drivers.mqtt_link import BrokerSpec
 
@@ -29,14 +29,6 @@ from .store import StoreError, iso
 from .ticketing import move_ticket
 
 log = logging.getLogger(__name__)
-
-MOVES = {
-    "ack": TicketState.ACKNOWLEDGED,
-    "dispatch": TicketState.DISPATCHED,
-    "arrive": TicketState.ON_SITE,
-    "resolve": TicketState.RESOLVED,
-    "close": TicketState.CLOSED,
-}
 
 
 class RemoteDesk:

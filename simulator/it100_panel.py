@@ -11,12 +11,12 @@ and the verbose trouble bit field (849). A hung host answers nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 
 from alarmgw.clock import Clock
 from alarmgw.model import Device, DeviceKind
+from alarmgw.tasks import cancel_and_wait
 from drivers.framing import FrameError, IncompleteFrame
 from drivers.it100 import (
     ACK,
@@ -174,9 +174,6 @@ class It100Panel:
         self._scanner = asyncio.create_task(self._scan(), name=f"it100:{self.host.id}")
 
     async def stop(self) -> None:
-        if self._scanner is not None:
-            self._scanner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scanner
-            self._scanner = None
+        await cancel_and_wait(self._scanner)
+        self._scanner = None
         await self.line.stop()

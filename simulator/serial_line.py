@@ -19,6 +19,8 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
+from alarmgw.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 BITS_PER_BYTE = 10  # 8N1: start + 8 data + stop
@@ -82,11 +84,8 @@ class SerialLine:
 
     async def stop(self) -> None:
         """Unplug: the port disappears; the gateway's next read or write fails."""
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
+        await cancel_and_wait(self._writer)
+        self._writer = None
         if self._master is not None:
             asyncio.get_running_loop().remove_reader(self._master)
             os.close(self._master)

@@ -6,7 +6,6 @@ availability goes `offline` once a device has missed three check-ins (a silent f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ import aiomqtt
 
 from alarmgw.clock import Clock
 from alarmgw.model import Device, DeviceKind
+from alarmgw.tasks import cancel_and_wait
 from drivers.backoff import Backoff
 from drivers.mqtt_link import BrokerSpec
 
@@ -128,8 +128,5 @@ class Zigbee2MqttBridge:
         self._task = asyncio.create_task(self._run(), name=f"z2m:{self.bridge.id}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
