@@ -33,10 +33,26 @@ from .ticketing import move_ticket
 log = logging.getLogger("alarmgw")
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object a line: at (UTC, ISO 8601), level, logger, message, and the error."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["error"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alarmgw", description="Site gateway for wireless fire and burglar alarm systems.")
     p.add_argument("--version", action="version", version=f"alarmgw {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    p.add_argument("--log-json", action="store_true", help="log one JSON object per line (for journald / log shippers)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the gateway against a site's equipment")
@@ -114,10 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The demo's screen is its output; elsewhere the log is (journald picks up stderr).
     quiet = args.command in ("demo", "tickets", "check-config", "remote", "sla-report")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonLogFormatter() if args.log_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO, handlers=[handler]
     )
     # pymodbus logs every missed answer at error level; our links report those themselves.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

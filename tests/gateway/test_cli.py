@@ -193,3 +193,16 @@ def test_simulator_on_a_taken_port_says_which_host_and_exits_2(tmp_path: Path) -
         out = alarmgw("simulate", "-c", str(site), "--duration", "1")
     assert out.returncode == 2
     assert "host host-1: cannot listen on 127.0.0.1:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
+    site = write_site(tmp_path, free_port(), poll=0.2)  # nothing answers on that port
+    proc = subprocess.Popen([*ALARMGW, "--log-json", "run", "-c", str(site)], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    first = json.loads(proc.stderr.readline())  # the start-up line
+    proc.terminate()
+    _, rest = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    lines = [first] + [json.loads(line) for line in rest.splitlines() if line.strip()]
+    assert first["level"] == "info" and first["logger"] == "gateway.service" and first["at"].endswith("Z")
+    assert any(line["message"].startswith("stats readings=") for line in lines)
