@@ -83,6 +83,10 @@ class Diagnoser:
             if key[0] in self._rules:
                 self._state.setdefault(key, _State()).active = True
 
+    def rules_of(self, device_id: str) -> tuple[CompiledRule, ...]:
+        """The fault rules that apply to a device."""
+        return self._rules.get(device_id, ())
+
     def retract(self, device_id: str, fault: str) -> None:
         """Undo a raise that could not be recorded, so the next reading raises it again."""
         self._state.pop((device_id, fault), None)

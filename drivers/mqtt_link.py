@@ -12,6 +12,7 @@ from pathlib import Path
 import aiomqtt
 
 from alarmgw.clock import Clock
+from alarmgw.tasks import raise_if_cancelling
 
 from .backoff import Backoff
 
@@ -72,6 +73,7 @@ async def subscribe_forever(
     """Receive messages on `topics` until cancelled, reconnecting with backoff."""
     backoff = backoff or Backoff()
     while True:
+        raise_if_cancelling()
         try:
             async with broker.client() as client:
                 for topic in topics:

@@ -178,6 +178,7 @@ class UplinkConfig(_Strict):
     topic_root: str | None = None  # default alarmgw/<site id>
     telemetry_interval_s: Seconds | None = 60.0  # null: no telemetry
     outbox_max: int = Field(default=10_000, ge=100)  # rows; telemetry is evicted first
+    home_assistant_prefix: str | None = None  # e.g. homeassistant: publish MQTT discovery there
 
 
 class RemoteConfig(_Strict):

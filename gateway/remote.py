@@ -19,6 +19,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from alarmgw.tasks import raise_if_cancelling
 from diagnostics.tickets import MOVES, TicketError
 from drivers.backoff import Backoff
 from drivers.mqtt_link import BrokerSpec
@@ -131,6 +132,7 @@ class RemoteDesk:
     async def run(self) -> None:
         backoff = Backoff(1.0, 60.0)
         while True:
+            raise_if_cancelling()
             try:
                 async with self.broker.client() as client:
                     await client.subscribe(self.topic, qos=1)

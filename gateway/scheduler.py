@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from alarmgw.clock import Clock
+from alarmgw.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,9 @@ def stagger(jobs: Sequence[PollJob]) -> None:
 
 async def run_job(job: PollJob, clock: Clock) -> None:
     """Run one job forever (until cancelled)."""
-    me = asyncio.current_task()
     next_at = clock.monotonic() + job.phase_s
     while True:
-        # asyncio.wait_for on Python 3.11 (used inside pymodbus) can swallow a CancelledError
-        # when its inner future completes at the same moment; the request to cancel is still
-        # counted on the task, so honour it here or shutdown would wait forever.
-        if me is not None and me.cancelling():
-            raise asyncio.CancelledError
+        raise_if_cancelling()
         await clock.sleep_until(next_at)
         try:
             await job.run()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +22,7 @@ from drivers.mqtt_devices import MqttDeviceFeed
 from drivers.mqtt_link import BrokerSpec, subscribe_forever
 from drivers.zigbee2mqtt import Zigbee2MqttRouter
 
+from . import ha_discovery
 from .bus import Bus
 from .config import LoadedSite
 from .remote import RemoteDesk
@@ -55,9 +56,12 @@ class Gateway:
         self.diagnoser = Diagnoser(self.devices.values(), self.table, cfg.supervision())
         self.store = store or Store(site.store_path, outbox_max=cfg.uplink.outbox_max if cfg.uplink else 10_000)
         self.uplink: Uplink | None = None
+        self._ha_faults: dict[str, list[str]] = {}
         if cfg.uplink is not None and site.uplink_broker is not None:
             root = cfg.uplink.topic_root or f"alarmgw/{cfg.site.id}"
             self.uplink = Uplink(site.uplink_broker, root, cfg.site.id, self.store, self.clock)
+            if cfg.uplink.home_assistant_prefix:
+                self._setup_home_assistant(cfg.uplink.home_assistant_prefix, root)
         self.remote: RemoteDesk | None = None
         if cfg.remote is not None and site.users is not None and site.uplink_broker is not None:
             root = (cfg.uplink.topic_root if cfg.uplink else None) or f"alarmgw/{cfg.site.id}"
@@ -152,6 +156,7 @@ class Gateway:
 
             async def send_telemetry() -> None:
                 uplink.telemetry(list(self.latest.values()))
+                self._publish_states(list(self.latest))
 
             interval = cfg.uplink.telemetry_interval_s
             self.jobs.append(PollJob(f"telemetry@{interval:g}s", interval, send_telemetry))
@@ -213,6 +218,40 @@ class Gateway:
             raise ValueError(str(exc)) from exc
         return await self.poll_now(device_id)
 
+    def _setup_home_assistant(self, prefix: str, root: str) -> None:
+        assert self.uplink is not None
+        cfg = self.site.config
+        fields: dict[str, list[str]] = {}
+        for host in cfg.hosts:
+            if host.it100 is not None:
+                continue
+            profile = self.site.profiles[host.model]
+            for d in [self.devices[host.id]] + [self.devices[x.id] for x in host.devices]:
+                layout = profile.layout_for(d.kind)
+                fields[d.id] = [n for n in layout.fields if n in ha_discovery.SENSORS]
+        for z in cfg.zigbee2mqtt:
+            mapped = [fm.field for fm in self.site.json_profiles[z.profile].paths.values()]
+            for zd in z.devices:
+                fields[zd.id] = [f for f in dict.fromkeys(mapped) if f in ha_discovery.SENSORS]
+        self._ha_faults = {d: [r.fault for r in self.diagnoser.rules_of(d)] for d in self.devices}
+        self.uplink.ha_prefix = prefix
+        self.uplink.discovery = ha_discovery.discovery(
+            prefix, root, cfg.site.id, self.devices.values(), fields, self._ha_faults
+        )
+        self.uplink.announce()
+
+    def _publish_states(self, device_ids: Iterable[str]) -> None:
+        if self.uplink is None or self.uplink.ha_prefix is None:
+            return
+        active: dict[str, list[str]] = {}
+        for dev, fault in self.diagnoser.active():
+            active.setdefault(dev, []).append(fault)
+        states = []
+        for d in device_ids:
+            r = self.latest.get(d)
+            states.append((d, ha_discovery.state(r.values if r else {}, active.get(d, []), self._ha_faults.get(d, []))))
+        self.uplink.device_states(states)
+
     async def escalate(self) -> None:
         """Warn about every service clock that reached a mark, once per ticket, clock and mark."""
         marks = {str(k): v for k, v in self.site.config.escalation.marks.items()}
@@ -261,6 +300,7 @@ class Gateway:
         if self.uplink is not None:
             try:
                 self.uplink.fault_changes(changes, self.table, self._kinds)
+                self._publish_states({c.device_id for c in changes})
             except Exception:
                 log.exception("could not queue fault events for the uplink")
         for change in changes:

@@ -26,6 +26,7 @@ import aiomqtt
 
 from alarmgw.clock import Clock
 from alarmgw.model import DeviceKind, Reading
+from alarmgw.tasks import raise_if_cancelling
 from diagnostics.engine import FaultChange
 from diagnostics.escalation import Escalation
 from diagnostics.rules import FaultTable
@@ -63,6 +64,8 @@ class Uplink:
         self.clock = clock
         self.backoff = backoff or Backoff(1.0, 60.0)
         self._wake = asyncio.Event()
+        self.ha_prefix: str | None = None
+        self.discovery: list[tuple[str, bytes]] = []  # retained configs, sent again when HA restarts
         self.connected = asyncio.Event()
         self.published = 0
         self.published_event = asyncio.Event()  # pulsed after each delivered message
@@ -101,6 +104,16 @@ class Uplink:
         }
         return [OutboxMessage("escalation", f"{self.root}/escalations/{e.ticket_id}", _dump(doc))]
 
+    def announce(self) -> None:
+        """Queue the Home Assistant discovery configs (retained, so once per start is enough
+        unless Home Assistant restarts without a persistent broker)."""
+        self.store.enqueue([OutboxMessage("discovery", t, p, qos=1, retain=True) for t, p in self.discovery])
+
+    def device_states(self, states: Sequence[tuple[str, bytes]]) -> None:
+        self.store.enqueue(
+            [OutboxMessage("telemetry", f"{self.root}/state/{d}", p, qos=0, retain=True) for d, p in states]
+        )
+
     def telemetry(self, readings: Sequence[Reading]) -> None:
         self.store.enqueue(
             [
@@ -118,6 +131,7 @@ class Uplink:
         status = f"{self.root}/status"
         will = aiomqtt.Will(status, b"offline", qos=1, retain=True)
         while True:
+            raise_if_cancelling()
             try:
                 async with self.broker.client(will=will) as client:
                     await client.publish(status, b"online", qos=1, retain=True)
@@ -129,7 +143,11 @@ class Uplink:
                         self.broker.port,
                         self.store.outbox_depth(),
                     )
-                    await self._drain(client)
+                    if self.ha_prefix is None:
+                        await self._drain(client)
+                    else:
+                        await client.subscribe(f"{self.ha_prefix}/status", qos=1)
+                        await self._drain_and_watch(client)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 delay = self.backoff.next_delay()
@@ -143,12 +161,28 @@ class Uplink:
                 )
                 await self.clock.sleep_until(self.clock.monotonic() + delay)
 
+    async def _drain_and_watch(self, client: aiomqtt.Client) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._drain(client))
+                tg.create_task(self._watch_home_assistant(client))
+        except* aiomqtt.MqttError as group:
+            raise group.exceptions[0] from None  # a lost connection, handled like any other
+
+    async def _watch_home_assistant(self, client: aiomqtt.Client) -> None:
+        async for m in client.messages:
+            if m.topic.value == f"{self.ha_prefix}/status" and m.payload in (b"online", "online"):
+                log.info("Home Assistant is online: sending discovery again")
+                self.announce()
+
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
+            raise_if_cancelling()
             self._wake.clear()
             batch = self.store.outbox_batch(BATCH)
             for seq, m in batch:
                 await client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+                raise_if_cancelling()
                 self.store.outbox_done(seq)
                 self.published += 1
                 self.published_event.set()

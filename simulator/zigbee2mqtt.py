@@ -14,7 +14,7 @@ import aiomqtt
 
 from alarmgw.clock import Clock
 from alarmgw.model import Device, DeviceKind
-from alarmgw.tasks import cancel_and_wait
+from alarmgw.tasks import cancel_and_wait, raise_if_cancelling
 from drivers.backoff import Backoff
 from drivers.mqtt_link import BrokerSpec
 
@@ -113,6 +113,7 @@ class Zigbee2MqttBridge:
     async def _run(self) -> None:
         backoff = Backoff(0.5, 5.0)
         while True:
+            raise_if_cancelling()
             try:
                 async with self.broker.client() as client:
                     self._last.clear()
