@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from alarmgw.clock import ManualClock
+from alarmgw.tasks import cancel_and_wait
 from diagnostics.tickets import Ticket
 from gateway.config import LoadedSite, load_site
 from gateway.runtime import free_port
@@ -74,6 +75,19 @@ def site_file(tmp_path: Path) -> Path:
     return write_site(tmp_path, free_port())
 
 
+async def wait_all(events: list[asyncio.Event], timeout_s: float = 20) -> None:
+    async with asyncio.timeout(timeout_s):
+        await asyncio.gather(*(e.wait() for e in events))
+
+
+async def poll_cycles(gw: Gateway, clock: ManualClock, n: int = 1) -> None:
+    """Move time on by one poll interval, n times, waiting for each due poll to finish."""
+    for _ in range(n):
+        done = [j.done for j in gw.jobs if j.interval_s <= POLL_S]
+        clock.advance(POLL_S)
+        await wait_all(done)
+
+
 class Harness:
     """The simulator and a gateway on one manual clock."""
 
@@ -100,26 +114,18 @@ class Harness:
         return self.gw
 
     async def stop_gateway(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.gw is not None:
             await self.gw.aclose()
             self.gw = None
 
     async def cycle(self, n: int = 1) -> None:
-        """Move time on by one poll interval, n times, waiting for each poll to finish."""
-        for _ in range(n):
-            done = [j.done for j in self.gateway.jobs if j.interval_s <= POLL_S]  # the ones due
-            self.clock.advance(POLL_S)
-            await self._wait(done)
+        await poll_cycles(self.gateway, self.clock, n)
 
     @staticmethod
     async def _wait(events: list[asyncio.Event]) -> None:
-        async with asyncio.timeout(10):
-            await asyncio.gather(*(e.wait() for e in events))
+        await wait_all(events)
 
     def tickets(self) -> list[Ticket]:
         return self.gateway.store.tickets()

@@ -5,13 +5,13 @@ line noise; a USB adapter pulled out and plugged back."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from alarmgw.clock import ManualClock
+from alarmgw.tasks import cancel_and_wait
 from diagnostics.tickets import Ticket
 from drivers.errors import DeviceRefused
 from drivers.it100_link import It100Link
@@ -19,8 +19,7 @@ from gateway.config import load_site
 from gateway.service import Gateway
 from gateway.wiring import simulator_buses, simulator_endpoints
 from simulator.scenario import Scenario
-
-POLL_S = 5.0
+from tests.conftest import POLL_S, poll_cycles, wait_all
 
 SITE = """\
 site: {{id: serial-site, area: suburb}}
@@ -76,26 +75,15 @@ class SerialHarness:
         # until their phase, which the first cycle reaches.
         first = self.gw.jobs[0].done
         self._task = asyncio.create_task(self.gw.run())
-        await self._wait([first])
+        await wait_all([first])
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self.gw.aclose()
         await self.sim.stop()
 
     async def cycle(self, n: int = 1) -> None:
-        for _ in range(n):
-            done = [j.done for j in self.gw.jobs if j.interval_s <= POLL_S]  # the ones due
-            self.clock.advance(POLL_S)
-            await self._wait(done)
-
-    @staticmethod
-    async def _wait(events: list[asyncio.Event]) -> None:
-        async with asyncio.timeout(20):
-            await asyncio.gather(*(e.wait() for e in events))
+        await poll_cycles(self.gw, self.clock, n)
 
     def tickets(self) -> list[Ticket]:
         return self.gw.store.tickets()
