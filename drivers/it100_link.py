@@ -19,7 +19,7 @@ import serial_asyncio_fast
 from alarmgw.clock import Clock
 from alarmgw.model import Device, Reading
 
-from .backoff import Backoff
+from .backoff import Backoff, RetryGate
 from .bus_health import ErrorWindow
 from .errors import DeviceRefused, LinkDown
 from .framing import FrameError, IncompleteFrame
@@ -51,8 +51,7 @@ class It100Link(asyncio.Protocol):
         self.timeout_s = timeout_s
         self.retries = retries
         self._clock = clock
-        self._backoff = backoff or Backoff()
-        self._retry_at = 0.0
+        self._gate = RetryGate(clock, backoff)
         self._lock = asyncio.Lock()
         self._transport: asyncio.BaseTransport | None = None
         self._buf = bytearray()
@@ -111,25 +110,23 @@ class It100Link(asyncio.Protocol):
         self._buf.clear()
         if self._pending is not None and not self._pending[1].done():
             self._pending[1].set_exception(LinkDown(f"{self.name}: port {self.port} lost"))
-        self._retry_at = self._clock.monotonic() + self._backoff.next_delay()
+        self._gate.failed()
 
     # --- commands -------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        now = self._clock.monotonic()
-        if now < self._retry_at:
-            raise LinkDown(f"{self.name}: port {self.port} down, next attempt in {self._retry_at - now:.1f} s")
+        self._gate.check(self.name, f"port {self.port}")
         try:
             transport, _ = await serial_asyncio_fast.create_serial_connection(
                 asyncio.get_running_loop(), lambda: self, url=self.port, baudrate=self.baud
             )
         except (serial.SerialException, OSError) as exc:
-            self._retry_at = self._clock.monotonic() + self._backoff.next_delay()
+            self._gate.failed()
             raise LinkDown(f"{self.name}: cannot open {self.port}: {exc}") from exc
         # connection_made() runs on the next loop turn; the port is ours already.
         self._transport = transport
         self.opens += 1
-        self._backoff.reset()
+        self._gate.succeeded()
 
     async def command(self, command: str, data: str = "") -> None:
         """Send a command and wait for its acknowledge; resend on a command error (501).

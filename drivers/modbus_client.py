@@ -22,7 +22,7 @@ from pymodbus.exceptions import ModbusException
 from alarmgw.clock import Clock
 from alarmgw.model import Device, Reading
 
-from .backoff import Backoff
+from .backoff import Backoff, RetryGate
 from .bus_health import ErrorWindow
 from .errors import DeviceRefused, DriverError, LinkDown
 from .modbus_map import BlockRead, CompiledLayout, Profile, compile_layout, decode_slot, plan_reads
@@ -63,10 +63,9 @@ class ModbusLink:
         self.timeout_s = timeout_s
         self.retries = retries
         self._clock = clock
-        self._backoff = backoff or Backoff()
+        self._gate = RetryGate(clock, backoff)
         self._lock = asyncio.Lock()
         self._client: Client | None = None
-        self._retry_at = 0.0
         self.requests = 0
         self.failures = 0
         self.reconnects = 0
@@ -74,7 +73,7 @@ class ModbusLink:
     @property
     def retry_in_s(self) -> float:
         """Seconds until the link may try to connect again (0: now)."""
-        return max(0.0, self._retry_at - self._clock.monotonic())
+        return self._gate.retry_in_s
 
     @property
     def connected(self) -> bool:
@@ -84,10 +83,12 @@ class ModbusLink:
         """Share of the recent transactions that failed, once there are enough of them."""
         return self.errors.rate()
 
-    async def _connect(self) -> Client:
-        now = self._clock.monotonic()
-        if now < self._retry_at:
-            raise LinkDown(f"{self.name}: {self.where} down, next attempt in {self._retry_at - now:.1f} s")
+    async def _client_now(self) -> Client:
+        """The open client, opening one (if the backoff allows) when there is none."""
+        if self._client is not None and self._client.connected:
+            return self._client
+        self._drop()
+        self._gate.check(self.name, self.where)
         client = self._make_client()
         try:
             async with asyncio.timeout(self.timeout_s * 2):
@@ -96,14 +97,11 @@ class ModbusLink:
             ok = False
         if not ok:
             client.close()
-            self._schedule_retry()
+            self._gate.failed()
             raise LinkDown(f"{self.name}: cannot open {self.where}")
         self.reconnects += 1
         self._client = client
         return client
-
-    def _schedule_retry(self) -> None:
-        self._retry_at = self._clock.monotonic() + self._backoff.next_delay()
 
     def _drop(self) -> None:
         if self._client is not None:
@@ -120,10 +118,7 @@ class ModbusLink:
         """Read `count` registers from `unit`; raises LinkDown (retryable) or DeviceRefused."""
         unit = self.unit if unit is None else unit
         async with self._lock:
-            client = self._client if self.connected else None
-            if client is None:
-                self._drop()
-                client = await self._connect()
+            client = await self._client_now()
             read = client.read_holding_registers if function == "holding" else client.read_input_registers
             last: Exception | None = None
             loop = asyncio.get_running_loop()
@@ -151,13 +146,13 @@ class ModbusLink:
                     raise DeviceRefused(
                         f"{self.name}: unit {unit}: {len(rr.registers)} registers returned, {count} asked"
                     )
-                self._backoff.reset()
+                self._gate.succeeded()
                 return list(rr.registers[:count])
             self.failures += 1
             if not self.serial or not client.connected:
                 # TCP: the peer is gone or wedged, start afresh. Serial: only if the port failed.
                 self._drop()
-                self._schedule_retry()
+                self._gate.failed()
             raise LinkDown(f"{self.name}: unit {unit}: no answer on {self.where} ({type(last).__name__}: {last})")
 
     async def write_register(self, address: int, value: int, unit: int | None = None) -> None:
@@ -165,10 +160,7 @@ class ModbusLink:
         Raises LinkDown or DeviceRefused."""
         unit = self.unit if unit is None else unit
         async with self._lock:
-            client = self._client if self.connected else None
-            if client is None:
-                self._drop()
-                client = await self._connect()
+            client = await self._client_now()
             await self._quiet()
             try:
                 async with asyncio.timeout(self.timeout_s * 1.5):
