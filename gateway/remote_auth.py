@@ -102,10 +102,15 @@ def verify(
     if not claim(str(doc["nonce"])):
         raise Refused("replayed request: nonce already used")
     command, args = doc["command"], doc["args"]
-    if not isinstance(command, str) or command not in COMMANDS:
-        raise Refused(f"unknown command {str(command)[:40]!r}; allowed: {', '.join(COMMANDS)}")
     if not isinstance(args, dict):
         raise Refused("args must be an object")
-    if RANK[user.role] < RANK[COMMANDS[command]]:
-        raise Refused(f"{doc['user']} ({user.role}) may not {command}; it needs the {COMMANDS[command]} role")
+    authorise(str(doc["user"]), user.role, command)
     return str(doc["user"]), command, args
+
+
+def authorise(user: str, role: Role, command: object) -> None:
+    """Raise Refused unless `command` is on the allow-list and `role` may run it."""
+    if not isinstance(command, str) or command not in COMMANDS:
+        raise Refused(f"unknown command {str(command)[:40]!r}; allowed: {', '.join(COMMANDS)}")
+    if RANK[role] < RANK[COMMANDS[command]]:
+        raise Refused(f"{user} ({role}) may not {command}; it needs the {COMMANDS[command]} role")

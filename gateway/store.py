@@ -104,7 +104,10 @@ CREATE TABLE IF NOT EXISTS escalations (
 """
 
 # Columns added after the first release, with their definitions, for stores made before.
-MIGRATIONS = {"tickets": {"diagnosis": "TEXT NOT NULL DEFAULT '{}'"}}
+MIGRATIONS = {
+    "tickets": {"diagnosis": "TEXT NOT NULL DEFAULT '{}'"},
+    "audit": {"channel": "TEXT NOT NULL DEFAULT 'mqtt'"},  # how the request came: mqtt | http
+}
 
 # Outbox kinds, in the order they are given up when the outbox is full: telemetry first;
 # fault and ticket events never (the bound is exceeded, loudly, rather than lose them).
@@ -334,15 +337,25 @@ class Store:
             cur = db.execute("INSERT OR IGNORE INTO nonces (nonce, at) VALUES (?, ?)", (nonce, iso(at)))
             return cur.rowcount == 1
 
-    def audit(self, at: datetime, user: str, command: str, args: object, result: str, detail: str) -> None:
+    def audit(
+        self, at: datetime, user: str, command: str, args: object, result: str, detail: str, channel: str = "mqtt"
+    ) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO audit (at, user, command, args, result, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (iso(at), user, command, json.dumps(args, sort_keys=True, default=str)[:2000], result, detail[:2000]),
+                "INSERT INTO audit (at, user, command, args, result, detail, channel) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    iso(at),
+                    user,
+                    command,
+                    json.dumps(args, sort_keys=True, default=str)[:2000],
+                    result,
+                    detail[:2000],
+                    channel,
+                ),
             )
 
     def audit_log(self) -> list[dict[str, str]]:
-        rows = self._db.execute("SELECT at, user, command, args, result, detail FROM audit ORDER BY seq")
+        rows = self._db.execute("SELECT at, user, command, args, result, detail, channel FROM audit ORDER BY seq")
         return [dict(r) for r in rows]
 
     # --- escalations: each (ticket, clock, mark) once, across restarts --------------------

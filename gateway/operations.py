@@ -1,0 +1,149 @@
+"""What engineers may ask of a running gateway, whichever way they ask: the MQTT remote desk
+and the HTTP API both come here, so one allow-list (`remote_auth.COMMANDS`), one set of
+handlers and one append-only audit log serve both. Nothing received is ever executed as code
+or shell; a command name only picks one of the handlers below.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from diagnostics.tickets import MOVES, TicketError
+
+from .payloads import ticket_json
+from .remote_auth import Refused, Role, authorise
+from .store import StoreError, TicketNotFound, iso
+from .ticketing import move_ticket
+
+log = logging.getLogger(__name__)
+
+
+class Refusal(Refused):
+    """A request that was not run, with why: forbidden | not_found | conflict | invalid."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
+def refusal(exc: Exception) -> Refusal:
+    """The requester's view of an error raised while checking or running a request."""
+    if isinstance(exc, Refusal):
+        return exc
+    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    if isinstance(exc, KeyError | TicketNotFound):
+        return Refusal(message, "not_found")
+    if isinstance(exc, TicketError):
+        return Refusal(message, "conflict")
+    if isinstance(exc, Refused):
+        return Refusal(message, "forbidden")
+    return Refusal(message, "invalid")
+
+
+REFUSED = (Refused, TicketError, StoreError, KeyError, ValueError)
+
+
+class Operations:
+    def __init__(self, gateway: Any) -> None:
+        self.gw = gateway  # gateway.service.Gateway (not imported: it imports us)
+
+    async def perform(
+        self, user: str, command: str, args: dict[str, Any], channel: str, role: Role | None = None
+    ) -> Any:
+        """Authorise (when a role is given; the MQTT desk checks signed requests itself), run
+        and audit one request. Raises `Refusal`, audited too, for anything it will not do."""
+        try:
+            if role is not None:
+                authorise(user, role, command)
+            result = await self._run(user, command, args)
+        except REFUSED as exc:
+            why = refusal(exc)
+            self.refused(user, command, args, str(why), channel)
+            raise why from exc
+        self.gw.store.audit(self.gw.clock.now(), user, command, args, "done", "", channel)
+        return result
+
+    def refused(self, user: str, command: str, args: dict[str, Any], message: str, channel: str) -> None:
+        self.gw.store.audit(self.gw.clock.now(), user, command, args, "refused", message, channel)
+        log.warning("%s request %s from %s refused: %s", channel, command, user, message)
+
+    async def _run(self, user: str, command: str, args: dict[str, Any]) -> Any:
+        gw = self.gw
+        now = gw.clock.now()
+        if command == "status":
+            return {
+                "site": gw.site.config.site.id,
+                "name": gw.site.config.site.name,
+                "at": iso(now),
+                "devices": len(gw.devices),
+                "active_faults": len(gw.diagnoser.active()),
+                "open_tickets": len(gw.store.tickets(include_closed=False)),
+                "stats": gw.stats(),
+            }
+        if command == "devices":
+            active = self.active_faults()
+            return [self.device_summary(d.id, active) for d in gw.devices.values()]
+        if command == "device":
+            d = gw.devices[_arg(args, "id")]
+            return {
+                **self.device_summary(d.id),
+                "history": [{"at": iso(at), "values": v} for at, v in gw.store.history_of(d.id, 50)],
+            }
+        if command == "tickets":
+            return [ticket_json(t, now) for t in gw.store.tickets(include_closed=bool(args.get("all")))]
+        if command == "ticket":
+            return ticket_json(gw.store.get(_int_arg(args, "id")), now)
+        if command == "poll":
+            return {"polled": await gw.poll_now(_arg(args, "id"))}
+        if command == "selftest":
+            polled = await gw.self_test(_arg(args, "id"))
+            values = polled["values"] if isinstance(polled["values"], dict) else {}
+            return {
+                "device": polled["device"],
+                "passed": not values.get("sensor_fault", False),
+                "self_test_age_s": values.get("self_test_age_s"),
+                "at": polled["at"],
+            }
+        if command in MOVES:
+            note = str(args.get("note", ""))[:500]
+            t = move_ticket(gw.store, _int_arg(args, "id"), MOVES[command], now, actor=user, note=note)
+            return ticket_json(t, now)
+        raise Refused(f"unknown command {command!r}")  # unreachable: the allow-list is checked first
+
+    def active_faults(self) -> dict[str, list[str]]:
+        active: dict[str, list[str]] = {}
+        for dev, fault in self.gw.diagnoser.active():
+            active.setdefault(dev, []).append(fault)
+        return active
+
+    def device_summary(self, device_id: str, active: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """A device as engineers see it: where it is, what it last said, what is wrong."""
+        gw = self.gw
+        d = gw.devices[device_id]
+        faults = (self.active_faults() if active is None else active).get(d.id, [])
+        latest = gw.latest.get(d.id)
+        return {
+            "id": d.id,
+            "kind": d.kind.value,
+            "host": d.host,
+            "parent": d.parent,
+            "location": d.location,
+            "model": d.model,
+            "faults": sorted(faults),
+            "latest": {"at": iso(latest.at), "values": dict(latest.values)} if latest else None,
+        }
+
+
+def _arg(args: dict[str, Any], name: str) -> str:
+    if name not in args:
+        raise ValueError(f"missing argument {name!r}")
+    return str(args[name])
+
+
+def _int_arg(args: dict[str, Any], name: str) -> int:
+    text = _arg(args, name)
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"argument {name!r} must be a whole number, not {text[:40]!r}") from None
