@@ -45,6 +45,12 @@ MOVES: Mapping[str, TicketState] = {
     "close": TicketState.CLOSED,
 }
 
+
+def moves_from(state: TicketState) -> list[str]:
+    """The names of the moves a ticket in `state` may make now."""
+    return [name for name, to in MOVES.items() if to in TRANSITIONS[state]]
+
+
 # Ticket attribute that stamps entering each state.
 STAMP = {
     TicketState.ACKNOWLEDGED: "acknowledged_at",

@@ -26,7 +26,7 @@ from simulator.modbus_server import SimulatorError
 
 from .config import LoadedSite, load_site
 from .payloads import ticket_json
-from .runtime import run_until_stopped
+from .runtime import HttpError, run_until_stopped
 from .store import Store, StoreError
 from .ticketing import move_ticket
 
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--broker", metavar="HOST:PORT", help="MQTT broker for the Zigbee2MQTT devices (default: built in)"
     )
+    demo.add_argument("--http-port", type=int, default=0, help="port of the dashboard on 127.0.0.1 (default: any free)")
 
     tk = sub.add_parser("tickets", help="read and move tickets in the local store")
     tsub = tk.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", action="store_true")
     _store_args(rep)
 
+    tok = sub.add_parser("api-token", help="make a bearer token for the HTTP API and dashboard")
+    tok.add_argument("name", help="who or what will hold it (shown in the audit log)")
+    tok.add_argument("--role", choices=["viewer", "engineer"], default="viewer")
+
     chk = sub.add_parser("check-config", help="validate a site file")
     chk.add_argument("file", type=Path)
     return p
@@ -129,7 +134,7 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The demo's screen is its output; elsewhere the log is (journald picks up stderr).
-    quiet = args.command in ("demo", "tickets", "check-config", "remote", "sla-report")
+    quiet = args.command in ("demo", "tickets", "check-config", "remote", "sla-report", "api-token")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonLogFormatter() if args.log_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -143,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return cmd_check_config(args.file)
+        if args.command == "api-token":
+            return cmd_api_token(args.name, args.role)
         if args.command == "tickets":
             return cmd_tickets(args)
         if args.command == "remote":
@@ -158,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import demo
 
-            return asyncio.run(demo(args.duration, args.db, args.seed, args.plain, args.broker))
+            return asyncio.run(demo(args.duration, args.db, args.seed, args.plain, args.broker, args.http_port))
     except ConfigError as exc:
         err.print(f"[bold red]config error[/] in {exc.path}:", highlight=False)
         for problem in exc.problems:
@@ -166,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except StoreError as exc:
         err.print(f"[bold red]store error[/]: {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except HttpError as exc:
+        err.print(f"[bold red]http error[/]: {exc}", highlight=False, soft_wrap=True)
         return 2
     except SimulatorError as exc:
         err.print(f"[bold red]simulator error[/]: {exc}", highlight=False, soft_wrap=True)
@@ -246,6 +256,15 @@ def cmd_sla_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api_token(name: str, role: str) -> int:
+    from .remote_auth import new_api_token
+
+    token, digest = new_api_token()
+    print(f"token for {name} ({role}); give it to them, it is not kept anywhere:\n  {token}")
+    print(f"add under tokens: in the site's tokens file:\n  {name}: {{role: {role}, sha256: {digest}}}")
+    return 0
+
+
 def cmd_check_config(path: Path) -> int:
     site = load_site(path)
     cfg = site.config
@@ -259,6 +278,8 @@ async def cmd_run(site: LoadedSite, db: Path | None) -> int:
 
     store = Store(db) if db else None
     async with Gateway(site, store=store) as gw:
+        if gw.http is not None:
+            log.info("dashboard and API on %s", gw.http.url)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGUSR1, gw.log_stats)  # `kill -USR1 PID` logs the counters
         try:

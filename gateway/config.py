@@ -21,7 +21,7 @@ from drivers.json_map import JsonProfile, load_json_profile
 from drivers.modbus_map import Profile, load_profile
 from drivers.mqtt_link import BrokerSpec
 
-from .remote_auth import load_users
+from .remote_auth import load_api_tokens, load_users
 
 Seconds = Annotated[float, Field(gt=0)]
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -188,6 +188,28 @@ class RemoteConfig(_Strict):
     max_skew_s: Seconds = 60.0  # a request whose time is further off than this is refused
 
 
+class HttpConfig(_Strict):
+    """The local HTTP API, dashboard and Prometheus metrics."""
+
+    bind: str = "127.0.0.1"  # loopback unless the site opens it on purpose (e.g. the box's LAN address)
+    port: int = Field(default=8080, ge=1, le=65535)
+    tokens_file: Path  # api-tokens.yaml: tokens: {name: {role: viewer|engineer, sha256: ...}}
+    metrics_public: bool = False  # serve /metrics without a token (a Prometheus on the same box)
+
+
+class InfluxConfig(_Strict):
+    """Telemetry to InfluxDB (v2 write API): one measurement per device kind."""
+
+    url: str = Field(pattern=r"^https?://")
+    org: str = ""
+    bucket: str
+    token_file: Path | None = None  # a file holding the API token (kept out of the site file)
+    batch_size: int = Field(default=1000, ge=1, le=50_000)  # points per write
+    flush_interval_s: Seconds = 10.0  # a batch goes at least this often
+    buffer_max: int = Field(default=100_000, ge=100)  # points kept while the server is away; oldest go first
+    timeout_s: Seconds = 10.0
+
+
 class Z2mDeviceConfig(_Strict):
     id: Ident
     friendly_name: str
@@ -221,6 +243,8 @@ class SiteConfig(_Strict):
     device_broker: BrokerConfig | None = None  # where MQTT devices (Zigbee2MQTT) publish
     uplink: UplinkConfig | None = None
     remote: RemoteConfig | None = None
+    http: HttpConfig | None = None
+    influxdb: InfluxConfig | None = None
     zigbee2mqtt: list[Zigbee2MqttConfig] = []
     hosts: list[HostConfig] = []
 
@@ -341,9 +365,9 @@ class LoadedSite:
         self.path = path
         self.config = config
         base = path.parent
-        self.store_path = config.store.path if config.store.path.is_absolute() else base / config.store.path
-        self.faults_file = (base / config.faults_file) if config.faults_file else DEFAULT_FAULTS_FILE
-        self.bus_ports = {b.id: b.port if b.port.is_absolute() else base / b.port for b in config.buses}
+        self.store_path = resolve(base, config.store.path)
+        self.faults_file = resolve(base, config.faults_file) if config.faults_file else DEFAULT_FAULTS_FILE
+        self.bus_ports = {b.id: resolve(base, b.port) for b in config.buses}
         extra = config.profiles_dir and base / config.profiles_dir
         self.profiles: dict[str, Profile] = {}
         for hi, host in enumerate(config.hosts):
@@ -358,8 +382,20 @@ class LoadedSite:
         self.uplink_broker = broker_spec(config.uplink.broker, path, "uplink.broker") if config.uplink else None
         self.users = None
         if config.remote is not None:
-            users_file = config.remote.users_file
-            self.users = load_users(users_file if users_file.is_absolute() else base / users_file)
+            self.users = load_users(resolve(base, config.remote.users_file))
+        self.api_tokens = load_api_tokens(resolve(base, config.http.tokens_file)) if config.http else None
+        self.influx_token = ""
+        if config.influxdb is not None and config.influxdb.token_file is not None:
+            token_file = resolve(base, config.influxdb.token_file)
+            try:
+                self.influx_token = token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(path, f"influxdb.token_file: cannot read {token_file}: {exc.strerror}") from None
+
+
+def resolve(base: Path, p: Path) -> Path:
+    """A path from the site file, taken relative to the site file's folder."""
+    return p if p.is_absolute() else base / p
 
 
 def builtin_profiles_dir() -> Path:
@@ -383,12 +419,12 @@ def broker_spec(cfg: BrokerConfig, site_path: Path, key: str) -> BrokerSpec:
     """The driver's view of a broker, with certificate paths taken from the site folder."""
     base = site_path.parent
 
-    def resolve(p: Path | None) -> Path | None:
-        return None if p is None else p if p.is_absolute() else base / p
+    def resolve_opt(p: Path | None) -> Path | None:
+        return None if p is None else resolve(base, p)
 
     tls = cfg.tls or TlsConfig()
     for name in ("ca_file", "cert_file", "key_file"):
-        f = resolve(getattr(tls, name))
+        f = resolve_opt(getattr(tls, name))
         if f is not None and not f.is_file():
             # TLS that cannot be set up is an error, never a quiet fall back to plaintext.
             raise ConfigError(site_path, f"{key}.tls.{name}: no such file {f}")
@@ -398,9 +434,9 @@ def broker_spec(cfg: BrokerConfig, site_path: Path, key: str) -> BrokerSpec:
         cfg.username,
         cfg.password,
         cfg.client_id,
-        resolve(tls.ca_file),
-        resolve(tls.cert_file),
-        resolve(tls.key_file),
+        resolve_opt(tls.ca_file),
+        resolve_opt(tls.cert_file),
+        resolve_opt(tls.key_file),
         mqtt_version=cfg.mqtt_version,
     )
 

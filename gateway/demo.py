@@ -13,8 +13,9 @@ from rich.live import Live
 
 from simulator.scenario import load_scenario
 
-from .config import BrokerConfig, HostConfig, LoadedSite, ModbusTcpEndpoint, load_site
+from .config import BrokerConfig, HostConfig, HttpConfig, LoadedSite, ModbusTcpEndpoint, load_site
 from .live import render, tickets_table
+from .remote_auth import new_api_token
 from .runtime import free_port, run_until_stopped
 from .service import Gateway
 from .wiring import simulator_for
@@ -24,9 +25,14 @@ def builtin(name: str) -> Path:
     return Path(str(resources.files("alarmgw.config").joinpath(name)))
 
 
-def demo_site(db: Path | None, broker: tuple[str, int, str]) -> LoadedSite:
-    """The packaged demo site, moved to free loopback ports, the given broker and store."""
+def demo_site(db: Path | None, broker: tuple[str, int, str], http_port: int = 0) -> tuple[LoadedSite, str]:
+    """The packaged demo site, moved to free loopback ports, the given broker and store, with
+    the dashboard on `http_port` (0: any free port); and an engineer's token for it."""
     site = load_site(builtin("demo-site.yaml"))
+    folder = Path(tempfile.mkdtemp(prefix="alarmgw-demo-"))
+    token, digest = new_api_token()
+    tokens_file = folder / "api-tokens.yaml"
+    tokens_file.write_text(f"tokens:\n  demo: {{role: engineer, sha256: {digest}}}\n")
     hosts = [
         h.model_copy(update={"modbus": ModbusTcpEndpoint(address="127.0.0.1", port=free_port(), unit=h.modbus.unit)})
         if h.modbus is not None
@@ -38,11 +44,12 @@ def demo_site(db: Path | None, broker: tuple[str, int, str]) -> LoadedSite:
         update={
             "hosts": [HostConfig.model_validate(h.model_dump()) for h in hosts],
             "device_broker": BrokerConfig(host=host, port=port, mqtt_version=version),
+            "http": HttpConfig(bind="127.0.0.1", port=http_port or free_port(), tokens_file=tokens_file),
         }
     )
     moved = LoadedSite(site.path, config)
-    moved.store_path = db if db is not None else Path(tempfile.mkdtemp(prefix="alarmgw-demo-")) / "demo.db"
-    return moved
+    moved.store_path = db if db is not None else folder / "demo.db"
+    return moved, token
 
 
 @contextlib.asynccontextmanager
@@ -66,7 +73,12 @@ async def embedded_broker() -> AsyncIterator[tuple[str, int, str]]:
 
 
 async def demo(
-    duration: float | None, db: Path | None, seed: int | None, plain: bool, broker: str | None = None
+    duration: float | None,
+    db: Path | None,
+    seed: int | None,
+    plain: bool,
+    broker: str | None = None,
+    http_port: int = 0,
 ) -> int:
     async with contextlib.AsyncExitStack() as stack:
         if broker is None:
@@ -74,14 +86,19 @@ async def demo(
         else:
             host, _, port = broker.rpartition(":")
             where = (host or "127.0.0.1", int(port), "5")
-        return await _demo(duration, db, seed, plain, where)
+        return await _demo(duration, db, seed, plain, where, http_port)
 
 
 async def _demo(
-    duration: float | None, db: Path | None, seed: int | None, plain: bool, broker: tuple[str, int, str]
+    duration: float | None,
+    db: Path | None,
+    seed: int | None,
+    plain: bool,
+    broker: tuple[str, int, str],
+    http_port: int,
 ) -> int:
     console = Console() if Console().is_terminal else Console(width=120)
-    site = demo_site(db, broker)
+    site, token = demo_site(db, broker, http_port)
     scenario = load_scenario(builtin("scenarios/demo.yaml"))
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
@@ -93,6 +110,8 @@ async def _demo(
             f"tickets in {site.store_path}; " + ("Ctrl-C to stop" if duration is None else f"{duration:g} s"),
             highlight=False,
         )
+        assert gw.http is not None
+        console.print(f"dashboard: {gw.http.url}#token={token}  (engineer token 'demo')", highlight=False)
 
         async def view() -> None:
             if live:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from diagnostics.tickets import MOVES, TicketError
+from diagnostics.tickets import MOVES, Ticket, TicketError, moves_from
 
 from .payloads import ticket_json
-from .remote_auth import Refused, Role, authorise
+from .remote_auth import COMMANDS, Refused, Role, authorise
 from .store import StoreError, TicketNotFound, iso
 from .ticketing import move_ticket
 
@@ -49,10 +49,17 @@ class Operations:
         self.gw = gateway  # gateway.service.Gateway (not imported: it imports us)
 
     async def perform(
-        self, user: str, command: str, args: dict[str, Any], channel: str, role: Role | None = None
+        self,
+        user: str,
+        command: str,
+        args: dict[str, Any],
+        channel: str,
+        role: Role | None = None,
+        audit_read: bool = True,
     ) -> Any:
         """Authorise (when a role is given; the MQTT desk checks signed requests itself), run
-        and audit one request. Raises `Refusal`, audited too, for anything it will not do."""
+        and audit one request. Raises `Refusal`, audited too, for anything it will not do.
+        `audit_read=False` leaves successful viewer requests out of the audit log."""
         try:
             if role is not None:
                 authorise(user, role, command)
@@ -61,7 +68,8 @@ class Operations:
             why = refusal(exc)
             self.refused(user, command, args, str(why), channel)
             raise why from exc
-        self.gw.store.audit(self.gw.clock.now(), user, command, args, "done", "", channel)
+        if audit_read or COMMANDS[command] != "viewer":
+            self.gw.store.audit(self.gw.clock.now(), user, command, args, "done", "", channel)
         return result
 
     def refused(self, user: str, command: str, args: dict[str, Any], message: str, channel: str) -> None:
@@ -90,10 +98,12 @@ class Operations:
                 **self.device_summary(d.id),
                 "history": [{"at": iso(at), "values": v} for at, v in gw.store.history_of(d.id, 50)],
             }
+        if command == "faults":
+            return self.faults()
         if command == "tickets":
-            return [ticket_json(t, now) for t in gw.store.tickets(include_closed=bool(args.get("all")))]
+            return [self.ticket(t) for t in gw.store.tickets(include_closed=bool(args.get("all")))]
         if command == "ticket":
-            return ticket_json(gw.store.get(_int_arg(args, "id")), now)
+            return self.ticket(gw.store.get(_int_arg(args, "id")))
         if command == "poll":
             return {"polled": await gw.poll_now(_arg(args, "id"))}
         if command == "selftest":
@@ -107,9 +117,36 @@ class Operations:
             }
         if command in MOVES:
             note = str(args.get("note", ""))[:500]
-            t = move_ticket(gw.store, _int_arg(args, "id"), MOVES[command], now, actor=user, note=note)
-            return ticket_json(t, now)
+            return self.ticket(move_ticket(gw.store, _int_arg(args, "id"), MOVES[command], now, actor=user, note=note))
         raise Refused(f"unknown command {command!r}")  # unreachable: the allow-list is checked first
+
+    def ticket(self, t: Ticket) -> dict[str, Any]:
+        """A ticket as the uplink carries it, plus the moves it may make now."""
+        return {**ticket_json(t, self.gw.clock.now()), "actions": moves_from(t.state)}
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Every active fault, with its device and the ticket that carries it."""
+        gw = self.gw
+        behind = {c: t for t in gw.store.tickets(include_closed=False) for c in t.casualties}
+        out = []
+        for dev_id, fault in sorted(gw.diagnoser.active()):
+            d = gw.devices.get(dev_id)
+            rule = gw.table.faults.get(fault)
+            t = gw.store.live_ticket(dev_id, fault)
+            root = behind.get(dev_id) if t is None else None
+            out.append(
+                {
+                    "device": dev_id,
+                    "fault": fault,
+                    "title": rule.title if rule else fault,
+                    "kind": d.kind.value if d else None,
+                    "location": d.location if d else "",
+                    "since": iso(t.opened_at) if t else None,
+                    "ticket": t.id if t else root.id if root else None,
+                    "behind": root.device_id if root else None,
+                }
+            )
+        return out
 
     def active_faults(self) -> dict[str, list[str]]:
         active: dict[str, list[str]] = {}

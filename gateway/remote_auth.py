@@ -27,6 +27,7 @@ Role = Literal["viewer", "engineer"]
 COMMANDS: dict[str, Role] = {
     "status": "viewer",
     "devices": "viewer",
+    "faults": "viewer",
     "device": "viewer",
     "tickets": "viewer",
     "ticket": "viewer",
@@ -55,6 +56,39 @@ class Users(BaseModel):
 
 def load_users(path: Path | str) -> Users:
     return load_yaml_model(path, Users)
+
+
+# --- HTTP API tokens: bearer tokens, of which the gateway keeps only the SHA-256 ------------
+
+
+class ApiToken(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: Role
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ApiTokens(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tokens: dict[str, ApiToken]
+
+    def holder(self, presented: str) -> tuple[str, Role] | None:
+        """(name, role) of the token presented, or None."""
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        found = None
+        for name, t in self.tokens.items():  # compare every one: no early exit to time
+            if hmac.compare_digest(digest, t.sha256):
+                found = (name, t.role)
+        return found
+
+
+def load_api_tokens(path: Path | str) -> ApiTokens:
+    return load_yaml_model(path, ApiTokens)
+
+
+def new_api_token() -> tuple[str, str]:
+    """A fresh bearer token and the SHA-256 the tokens file keeps of it."""
+    token = secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()
 
 
 class Refused(Exception):

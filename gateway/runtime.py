@@ -1,4 +1,5 @@
-"""Process plumbing shared by the long-running commands: stop on SIGTERM or after a while."""
+"""Process plumbing shared by the long-running commands: stop on SIGTERM or after a while,
+ports to listen on."""
 
 from __future__ import annotations
 
@@ -7,6 +8,25 @@ import contextlib
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+
+
+class HttpError(Exception):
+    """The HTTP API cannot be served (e.g. its port is taken)."""
+
+
+def listen(bind: str, port: int) -> socket.socket:
+    """A listening socket, or HttpError naming the address."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((bind, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise HttpError(f"cannot serve the API on {bind}:{port}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
 
 
 def free_ports(n: int, address: str = "127.0.0.1") -> list[int]:

@@ -36,19 +36,27 @@ def stagger(jobs: Sequence[PollJob]) -> None:
         job.phase_s = job.interval_s * i / n if n else 0.0
 
 
-async def run_job(job: PollJob, clock: Clock) -> None:
+# Told after every run of a job: the job, how long the run took (s), whether it succeeded.
+RunObserver = Callable[[PollJob, float, bool], None]
+
+
+async def run_job(job: PollJob, clock: Clock, on_run: RunObserver | None = None) -> None:
     """Run one job forever (until cancelled)."""
     next_at = clock.monotonic() + job.phase_s
     while True:
         raise_if_cancelling()
         await clock.sleep_until(next_at)
+        started, ok = clock.monotonic(), True
         try:
             await job.run()
         except asyncio.CancelledError:
             raise
         except Exception:
+            ok = False
             job.errors += 1
             log.exception("poll job %s failed; it runs again at its next tick", job.name)
+        if on_run is not None:
+            on_run(job, clock.monotonic() - started, ok)
         job.runs += 1
         job.done.set()
         job.done = asyncio.Event()
@@ -60,7 +68,7 @@ async def run_job(job: PollJob, clock: Clock) -> None:
             next_at += missed * job.interval_s
 
 
-async def run_jobs(jobs: Sequence[PollJob], clock: Clock) -> None:
+async def run_jobs(jobs: Sequence[PollJob], clock: Clock, on_run: RunObserver | None = None) -> None:
     async with asyncio.TaskGroup() as tg:
         for job in jobs:
-            tg.create_task(run_job(job, clock), name=f"poll:{job.name}")
+            tg.create_task(run_job(job, clock, on_run), name=f"poll:{job.name}")

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from alarmgw.clock import Clock, SystemClock
 from alarmgw.model import Device, Reading
@@ -25,11 +26,16 @@ from drivers.zigbee2mqtt import Zigbee2MqttRouter
 from . import ha_discovery
 from .bus import Bus
 from .config import LoadedSite
+from .influx import InfluxTelemetry
+from .metrics import GatewayMetrics
 from .remote import RemoteDesk
 from .scheduler import PollJob, run_jobs, stagger
 from .store import Store
 from .ticketing import TicketDesk
 from .uplink import Uplink
+
+if TYPE_CHECKING:
+    from .http_api import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,17 @@ class Gateway:
         self._poller_of: dict[str, HostPoller] = {}
         self.mqtt_feed: MqttDeviceFeed | None = None
         self._build_pollers()
+        self.metrics = GatewayMetrics(self)
+        self.influx: InfluxTelemetry | None = None
+        if cfg.influxdb is not None:
+            links = {link.name: link for link in self.links}
+            self.influx = InfluxTelemetry(cfg.influxdb, site.influx_token, cfg.site.id, self.devices, self.clock, links)
+        self.http: HttpServer | None = None
+        if cfg.http is not None and site.api_tokens is not None:
+            from .http_api import HttpServer, build_app
+
+            app = build_app(self, site.api_tokens, self.metrics, cfg.http.metrics_public)
+            self.http = HttpServer(app, cfg.http.bind, cfg.http.port)  # binds now: a taken port fails here
 
     def _build_pollers(self) -> None:
         cfg = self.site.config
@@ -290,6 +307,8 @@ class Gateway:
             if changes:
                 self._apply(changes)
         self.readings_seen += len(readings)
+        if self.influx is not None:
+            self.influx.add(readings)
         if samples:
             try:
                 self.store.add_history(samples)  # one transaction for the whole poll
@@ -318,6 +337,8 @@ class Gateway:
                 continue
             if ticket is not None:
                 action = "opened" if before is None and ticket.device_id == change.device_id else "changed"
+                if action == "opened":
+                    self.metrics.ticket_opened(ticket.opened_at, self.clock.now())
                 log.info("ticket %s %s: %s %s", ticket.id, action, ticket.device_id, ticket.fault)
                 self.tickets.publish(TicketEvent(action, ticket, self.clock.now()))
 
@@ -347,13 +368,17 @@ class Gateway:
             "gateway for site %s: %d devices, %d poll jobs", self.site.config.site.id, len(self.devices), len(self.jobs)
         )
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(run_jobs(self.jobs, self.clock))
+            tg.create_task(run_jobs(self.jobs, self.clock, self.metrics.poll_done))
             if self.mqtt_feed is not None and self.site.device_broker is not None:
                 tg.create_task(self._listen(self.site.device_broker, self.mqtt_feed))
             if self.uplink is not None:
                 tg.create_task(self.uplink.run())
             if self.remote is not None:
                 tg.create_task(self.remote.run())
+            if self.influx is not None:
+                tg.create_task(self.influx.run())
+            if self.http is not None:
+                tg.create_task(self.http.run())
 
     async def _listen(self, broker: BrokerSpec, feed: MqttDeviceFeed) -> None:
         async def connected() -> None:
@@ -365,6 +390,8 @@ class Gateway:
             feed.subscribed.clear()
 
     async def aclose(self) -> None:
+        if self.http is not None:
+            self.http.sock.close()
         for link in self.links:
             await link.close()
         self.store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -148,3 +149,17 @@ async def harness_for(site_file: Path, start: datetime | None = None) -> AsyncIt
             yield h
         finally:
             await h.stop_gateway()
+
+
+VIEWER_TOKEN, ENGINEER_TOKEN = "viewer-token-0123456789abcdef", "engineer-token-0123456789abcdef"
+
+
+def http_extra(folder: Path, port: int | None = None, metrics_public: bool = False) -> str:
+    """Site-file lines for the HTTP API on a free loopback port, with a tokens file holding
+    a viewer (`view-1`) and an engineer (`eng-1`) token."""
+    lines = ["tokens:"]
+    for name, role, token in (("view-1", "viewer", VIEWER_TOKEN), ("eng-1", "engineer", ENGINEER_TOKEN)):
+        lines.append(f"  {name}: {{role: {role}, sha256: {hashlib.sha256(token.encode()).hexdigest()}}}")
+    (folder / "api-tokens.yaml").write_text("\n".join(lines) + "\n")
+    public = "true" if metrics_public else "false"
+    return f"http: {{port: {port or free_port()}, tokens_file: api-tokens.yaml, metrics_public: {public}}}\n"

@@ -1,0 +1,287 @@
+"""The local HTTP API, the dashboard and the Prometheus metrics of one gateway.
+
+JSON under /api, described by OpenAPI at /api/openapi.json; every /api route wants a bearer
+token from the site's tokens file (the gateway keeps only their SHA-256). Reads need the
+viewer role, ticket moves and device commands the engineer role; both go through the same
+`Operations` as remote commands over MQTT, so the allow-list and audit log are shared. Moves
+and commands are audited; reads over HTTP are not (the dashboard reads every few seconds).
+/ serves the dashboard (a static page that asks for a token and reads the API); /metrics the
+Prometheus text format, with a token unless the site sets `metrics_public`.
+
+Bound to loopback unless the site file says otherwise. The server is uvicorn, run inside the
+gateway's event loop on a socket the gateway binds itself, so a taken port is a clear error
+at start and signals stay the gateway's.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the route functions' annotations
+# at run time, and they name types local to build_app.
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from alarmgw import __version__
+
+from .metrics import CONTENT_TYPE, GatewayMetrics
+from .operations import Operations, Refusal
+from .remote_auth import ApiTokens, Role
+from .runtime import listen
+
+log = logging.getLogger(__name__)
+
+STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "invalid": 400}
+DASHBOARD = Path(str(resources.files("gateway").joinpath("dashboard")))
+
+
+# --- what the API returns (documented in the OpenAPI schema) -----------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Whoami(_Out):
+    name: str
+    role: Role
+
+
+class Latest(_Out):
+    at: str = Field(description="UTC, ISO 8601")
+    values: dict[str, float | int | bool]
+
+
+class DeviceOut(_Out):
+    id: str
+    kind: str
+    host: str
+    parent: str | None = Field(description="the repeater or host it reaches its host through")
+    location: str
+    model: str
+    faults: list[str] = Field(description="faults raised now")
+    latest: Latest | None
+
+
+class DeviceDetail(DeviceOut):
+    history: list[Latest] = Field(description="sampled readings, newest first")
+
+
+class FaultOut(_Out):
+    device: str
+    fault: str
+    title: str
+    kind: str | None
+    location: str
+    since: str | None = Field(description="first observation (UTC) of the fault on its ticket")
+    ticket: int | None = Field(description="the ticket carrying it: its own, or the root cause's")
+    behind: str | None = Field(description="the device whose ticket lists this one as lost behind it")
+
+
+class ClockOut(_Out):
+    due: str
+    state: str = Field(description="running | met | breached | not_needed")
+    remaining_s: float
+    stopped_at: str | None
+    provisional: bool
+
+
+class TicketOut(_Out):
+    id: int
+    site: str
+    device: str
+    device_kind: str
+    fault: str
+    title: str
+    state: str
+    opened_at: str = Field(description="the moment of detection (UTC); every clock runs from it")
+    clocks: dict[str, ClockOut] = Field(description="response, arrival, repair")
+    fault_active: bool
+    affected: list[str]
+    casualties: list[str]
+    cause: str
+    diagnosis: dict[str, Any]
+    version: int
+    actions: list[str] = Field(description="moves this ticket may make now")
+
+
+class SiteOut(_Out):
+    site: str
+    name: str
+    at: str = Field(description="the gateway's clock (UTC)")
+    devices: int
+    active_faults: int
+    open_tickets: int
+    stats: dict[str, int]
+
+
+class MoveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(default="", max_length=500, description="what was done or said")
+
+
+# --- the application ---------------------------------------------------------------------
+
+
+def build_app(gateway: Any, tokens: ApiTokens, metrics: GatewayMetrics, metrics_public: bool = False) -> FastAPI:
+    ops = Operations(gateway)
+    bearer = HTTPBearer(auto_error=False, description="a token from the site's API tokens file")
+    app = FastAPI(
+        title="alarmgw",
+        version=__version__,
+        description="One site's alarm gateway: devices, faults, tickets and their service clocks.",
+        openapi_url="/api/openapi.json",
+        docs_url=None,  # the Swagger page loads from a CDN a site box may not reach
+        redoc_url=None,
+    )
+
+    def holder(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], request: Request) -> Whoami:
+        found = tokens.holder(creds.credentials) if creds is not None else None
+        if found is None:
+            where = request.client.host if request.client else "?"
+            log.warning("http %s %s from %s: %s", request.method, request.url.path, where, "no or unknown token")
+            raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        return Whoami(name=found[0], role=found[1])
+
+    Caller = Annotated[Whoami, Depends(holder)]
+
+    async def perform(who: Whoami, command: str, **args: Any) -> Any:
+        try:
+            return await ops.perform(who.name, command, args, "http", role=who.role, audit_read=False)
+        except Refusal as exc:
+            raise HTTPException(STATUS[exc.why], str(exc)) from None
+
+    @app.get("/api/whoami", response_model=Whoami, tags=["site"])
+    async def whoami(who: Caller) -> Whoami:
+        """Whose token this is, and its role."""
+        return who
+
+    @app.get("/api/site", response_model=SiteOut, tags=["site"])
+    async def site(who: Caller) -> Any:
+        """The site, the gateway's clock and its counters."""
+        return await perform(who, "status")
+
+    @app.get("/api/devices", response_model=list[DeviceOut], tags=["devices"])
+    async def devices(who: Caller) -> Any:
+        """Every device with its latest reading (battery, signal, ...) and active faults."""
+        return await perform(who, "devices")
+
+    @app.get("/api/devices/{device_id}", response_model=DeviceDetail, tags=["devices"])
+    async def device(who: Caller, device_id: str) -> Any:
+        """One device with its recent history."""
+        return await perform(who, "device", id=device_id)
+
+    @app.post("/api/devices/{device_id}/poll", tags=["devices"])
+    async def poll(who: Caller, device_id: str) -> Any:
+        """Poll the device now (engineer)."""
+        return await perform(who, "poll", id=device_id)
+
+    @app.post("/api/devices/{device_id}/selftest", tags=["devices"])
+    async def selftest(who: Caller, device_id: str) -> Any:
+        """Ask the device to test itself, then read the result (engineer)."""
+        return await perform(who, "selftest", id=device_id)
+
+    @app.get("/api/faults", response_model=list[FaultOut], tags=["faults"])
+    async def faults(who: Caller) -> Any:
+        """Faults raised now."""
+        return await perform(who, "faults")
+
+    @app.get("/api/tickets", response_model=list[TicketOut], tags=["tickets"])
+    async def tickets(who: Caller, all: Annotated[bool, Query(description="include closed tickets")] = False) -> Any:
+        """Tickets with every clock's due time, remaining time and state."""
+        return await perform(who, "tickets", all=all)
+
+    @app.get("/api/tickets/{ticket_id}", response_model=TicketOut, tags=["tickets"])
+    async def ticket(who: Caller, ticket_id: int) -> Any:
+        return await perform(who, "ticket", id=ticket_id)
+
+    @app.post("/api/tickets/{ticket_id}/{action}", response_model=TicketOut, tags=["tickets"])
+    async def move(
+        who: Caller,
+        ticket_id: int,
+        action: Annotated[str, PathParam(pattern="^(ack|dispatch|arrive|resolve|close)$")],
+        body: MoveIn | None = None,
+    ) -> Any:
+        """Move a ticket (engineer): ack, dispatch, arrive, resolve, close. 409 when the ticket's
+        state does not allow it."""
+        return await perform(who, action, id=ticket_id, note=body.note if body else "")
+
+    @app.get(
+        "/metrics",
+        tags=["metrics"],
+        response_class=Response,
+        openapi_extra=None if metrics_public else {"security": [{"HTTPBearer": []}]},
+    )
+    async def prometheus(request: Request) -> Response:
+        """Prometheus text format."""
+        if not metrics_public:
+            holder(await bearer(request), request)
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(DASHBOARD / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
+
+    @app.get("/dashboard/{name}", include_in_schema=False)
+    async def asset(name: str) -> FileResponse:
+        if name not in ("dashboard.js", "dashboard.css"):
+            raise HTTPException(404, "no such file")
+        return FileResponse(DASHBOARD / name)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http %s %s failed", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    return app
+
+
+# --- serving it --------------------------------------------------------------------------
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # signals belong to the gateway's process, not to the web server
+
+
+class HttpServer:
+    def __init__(self, app: FastAPI, bind: str, port: int) -> None:
+        self.app = app
+        self.bind = bind
+        self.sock = listen(bind, port)
+        self.port: int = self.sock.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.bind}]" if ":" in self.bind else self.bind
+        return f"http://{host}:{self.port}/"
+
+    async def run(self) -> None:
+        config = uvicorn.Config(
+            self.app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
+        )
+        server = _Server(config)
+        # The socket listens already: connections made before uvicorn starts wait in its backlog.
+        task = asyncio.ensure_future(server.serve(sockets=[self.sock]))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await task
+            raise
+        finally:
+            self.sock.close()
