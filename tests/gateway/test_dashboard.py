@@ -1,0 +1,146 @@
+"""The dashboard in a real headless Chromium (Debian's /usr/bin/chromium, driven by
+Playwright; nothing downloads a browser) against a gateway polling the simulator.
+
+Set ALARMGW_SCREENSHOTS=DIR to keep the screenshots (scripts/screenshots refreshes docs/img)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from gateway.runtime import free_port
+from tests.conftest import ENGINEER_TOKEN, VIEWER_TOKEN, Harness, harness_for, http_extra, write_site
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",  # the tests may run as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # no calls home from a machine without internet
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - once, before the browser starts
+        pytest.fail(f"no {CHROMIUM}: install Debian's chromium (apt-get install chromium; .ci/run does)")
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        await b.close()
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Harness]:
+    path = write_site(tmp_path, free_port(), extra=http_extra(tmp_path))
+    async with harness_for(path, start=datetime.now(UTC)) as h:
+        await h.start_gateway()
+        h.sim.inject("pir-2", "tamper")
+        h.sim.inject("smoke-1", "low_battery")
+        await h.cycle(3)
+        yield h
+
+
+async def open_dashboard(browser: Browser, h: Harness, token: str) -> Page:
+    assert h.gateway.http is not None
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    await page.goto(f"{h.gateway.http.url}#token={token}")
+    return page
+
+
+async def shot(page: Page, name: str, tmp_path: Path) -> None:
+    folder = Path(os.environ.get("ALARMGW_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a test's own folder
+    await page.screenshot(path=str(folder / name), full_page=True)
+
+
+def seconds_left(text: str) -> int:
+    m = re.fullmatch(r"(\d\d):(\d\d) left", text)
+    assert m, f"not a countdown: {text!r}"
+    return int(m[1]) * 60 + int(m[2])
+
+
+async def test_engineer_sees_the_site_and_acknowledges_a_ticket(
+    browser: Browser, site: Harness, tmp_path: Path
+) -> None:
+    h = site
+    page = await open_dashboard(browser, h, ENGINEER_TOKEN)
+    await expect(page.locator("#who")).to_have_text("eng-1 (engineer)")
+    assert "token" not in page.url  # taken out of the address bar and history
+
+    tickets = {t.fault: t for t in h.tickets()}
+    assert set(tickets) == {"tamper", "low_battery"}
+    rows = page.locator("#tickets tbody tr")
+    await expect(rows).to_have_count(2)
+    tamper = page.locator(f'#tickets tr[data-ticket="{tickets["tamper"].id}"]')
+    await expect(tamper.locator("td[data-state]")).to_have_text("open")
+
+    # every clock counts down live, against the gateway's clock
+    response = tamper.locator('td[data-clock="response"]')
+    first = seconds_left(await response.inner_text())
+    assert 3500 < first <= 3600
+    await page.wait_for_timeout(2200)
+    assert seconds_left(await response.inner_text()) <= first - 2
+    await expect(tamper.locator('td[data-clock="arrival"]')).to_have_text(re.compile(r"^1h \d\dm \d\ds left$"))
+
+    # devices by host and repeater, with battery and signal
+    order = await page.locator("#devices tbody tr").evaluate_all(
+        "rows => rows.map(r => [r.dataset.device, r.className])"
+    )
+    assert order[:4] == [["host-1", "host"], ["rep-1", "repeater"], ["smoke-1", "child"], ["rep-2", "repeater"]]
+    latest = h.gateway.latest["smoke-1"].values
+    battery = page.locator('td[data-battery="smoke-1"]')
+    await expect(battery).to_have_text(f"{latest['battery_v']:.2f} V")
+    await expect(battery).to_have_class(re.compile(r"\blow\b"))
+    await expect(page.locator('td[data-signal="smoke-1"]')).to_have_text(f"{round(latest['rssi_dbm'])} dBm")
+    faults = await page.locator("#faults tbody tr").evaluate_all("rows => rows.map(r => r.dataset.fault)")
+    assert sorted(faults) == ["pir-2/tamper", "smoke-1/low_battery"]
+    await shot(page, "dashboard.png", tmp_path)
+
+    # acknowledge with a note: the gateway records who and what
+    await tamper.locator(f'input[data-note="{tickets["tamper"].id}"]').fill("customer called, cover refitted")
+    await tamper.locator('button[data-action="ack"]').click()
+    await expect(tamper.locator("td[data-state]")).to_have_text("acknowledged")
+    await expect(tamper.locator('td[data-clock="response"]')).to_have_text("met")
+    buttons = await tamper.locator("button").all_inner_texts()
+    assert buttons == ["dispatch", "resolve"]
+    moved = h.gateway.store.get(tickets["tamper"].id)
+    assert moved.state.value == "acknowledged"
+    (entry,) = [e for e in h.gateway.store.history(moved.id) if e["action"] == "acknowledged"]
+    assert (entry["actor"], entry["note"]) == ("eng-1", "customer called, cover refitted")
+
+
+async def test_an_overdue_clock_shows_as_breached(browser: Browser, site: Harness, tmp_path: Path) -> None:
+    h = site
+    h.clock.advance(3600 + 125)  # the response clock ran out two minutes ago, nobody acknowledged
+    page = await open_dashboard(browser, h, VIEWER_TOKEN)
+    await expect(page.locator("#who")).to_have_text("view-1 (viewer)")
+    first = min(h.tickets(), key=lambda t: t.id)
+    late = int((h.clock.now() - first.opened_at).total_seconds()) - 3600
+    cell = page.locator(f'#tickets tr[data-ticket="{first.id}"] td[data-clock="response"]')
+    await expect(cell).to_have_text(re.compile(r"^overdue \d\d:\d\d$"))
+    await expect(cell).to_have_class(re.compile(r"\bbreached\b"))
+    m = re.fullmatch(r"overdue (\d\d):(\d\d)", await cell.inner_text())
+    assert m and late <= int(m[1]) * 60 + int(m[2]) <= late + 10  # counted from the gateway's clock
+    assert await page.locator("#tickets button").count() == 0  # a viewer gets no ticket actions
+    await shot(page, "dashboard-breached.png", tmp_path)
+
+
+async def test_an_unknown_token_asks_for_another(browser: Browser, site: Harness) -> None:
+    page = await open_dashboard(browser, site, "not-a-token")
+    await expect(page.locator("#login")).to_be_visible()
+    await expect(page.locator("#login-error")).to_contain_text("not known")
+    assert await page.locator("#main").is_hidden()
+    await page.locator("#token").fill(ENGINEER_TOKEN)
+    await page.locator("#login button").click()
+    await expect(page.locator("#who")).to_have_text("eng-1 (engineer)")
+    await expect(page.locator("#tickets tbody tr")).to_have_count(2)
