@@ -382,8 +382,10 @@ class LoadedSite:
         self.uplink_broker = broker_spec(config.uplink.broker, path, "uplink.broker") if config.uplink else None
         self.users = None
         if config.remote is not None:
-            self.users = load_users(resolve(base, config.remote.users_file))
-        self.api_tokens = load_api_tokens(resolve(base, config.http.tokens_file)) if config.http else None
+            self.users = load_users(existing(path, "remote.users_file", config.remote.users_file))
+        self.api_tokens = None
+        if config.http is not None:
+            self.api_tokens = load_api_tokens(existing(path, "http.tokens_file", config.http.tokens_file))
         self.influx_token = ""
         if config.influxdb is not None and config.influxdb.token_file is not None:
             token_file = resolve(base, config.influxdb.token_file)
@@ -391,6 +393,14 @@ class LoadedSite:
                 self.influx_token = token_file.read_text().strip()
             except OSError as exc:
                 raise ConfigError(path, f"influxdb.token_file: cannot read {token_file}: {exc.strerror}") from None
+
+
+def existing(site_path: Path, key: str, p: Path) -> Path:
+    """A file the site file names, resolved; a ConfigError naming the key if it is not there."""
+    f = resolve(site_path.parent, p)
+    if not f.is_file():
+        raise ConfigError(site_path, f"{key}: no such file {f}")
+    return f
 
 
 def resolve(base: Path, p: Path) -> Path:

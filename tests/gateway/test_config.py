@@ -60,3 +60,30 @@ def test_missing_tls_file_is_a_config_error_not_plaintext(tmp_path: Path) -> Non
     )
     with pytest.raises(ConfigError, match=r"uplink.broker.tls.ca_file: no such file .*certs/ca.pem"):
         load_site(f)
+
+
+HOST = "  - {id: h1, model: sim-wh100, rtu: {bus: b1, unit: 1}}\n"
+GOOD_HASH = "0" * 64
+
+OUTPUT_CASES = [
+    ("http: {tokens_file: api-tokens.yaml}\n", None, "http.tokens_file: no such file"),
+    ("http: {port: 0, tokens_file: t.yaml}\n", f"tokens:\n  a: {{role: viewer, sha256: {GOOD_HASH}}}\n", "http.port"),
+    ("http: {tokens_file: t.yaml}\n", "tokens:\n  a: {role: boss, sha256: abc}\n", "tokens.a.role"),
+    ("http: {tokens_file: t.yaml}\n", "tokens:\n  a: {role: viewer, sha256: abc}\n", "tokens.a.sha256"),
+    ("http: {tokens_file: t.yaml, bind: 0.0.0.0, open: yes}\n", None, "http.open: unknown key"),
+    ("influxdb: {url: 'localhost:8086', bucket: b}\n", None, "influxdb.url"),
+    ("influxdb: {url: 'http://127.0.0.1:8086'}\n", None, "influxdb.bucket"),
+    ("influxdb: {url: 'http://127.0.0.1:8086', bucket: b, buffer_max: 5}\n", None, "influxdb.buffer_max"),
+    ("influxdb: {url: 'http://127.0.0.1:8086', bucket: b, token_file: no.token}\n", None, "influxdb.token_file"),
+]
+
+
+@pytest.mark.parametrize(("extra", "tokens", "message"), OUTPUT_CASES)
+def test_api_and_telemetry_mistakes_are_named(tmp_path: Path, extra: str, tokens: str | None, message: str) -> None:
+    f = tmp_path / "site.yaml"
+    f.write_text(HEAD + HOST + extra)
+    if tokens is not None:
+        (tmp_path / "t.yaml").write_text(tokens)
+    with pytest.raises(ConfigError) as err:
+        load_site(f)
+    assert message in str(err.value)
