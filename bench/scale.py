@@ -20,12 +20,20 @@ that device + the poll's own duration; the target is under one poll interval + 1
     .venv/bin/python bench/scale.py            # 100 hosts x 50 detectors, 60 s, 5 s polls
     .venv/bin/python bench/scale.py --hosts 10 --duration 20   # a quick look
 
+With --outputs the gateway also serves its HTTP API and sends every reading to InfluxDB (a
+victoria-metrics this script starts on a loopback port), by default every reading (the
+worst case; --influx-interval 60 is the shipped default of one point per device a minute);
+during the window the bench asks the API what one open
+dashboard asks (site, devices, faults, tickets every 5 s) and scrapes /metrics every 15 s,
+timing each answer from this process, and counts the points the server holds for the window.
+
 The last line reads: cpu_s_per_1000_readings=X rss_mb=Y ticket_latency_p99_s=Z
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -37,14 +45,76 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ALARMGW = [sys.executable, "-m", "gateway.cli"]
 sys.path.insert(0, str(ROOT))
 
-from gateway.runtime import free_ports  # noqa: E402
+from gateway.runtime import free_port, free_ports  # noqa: E402
+from tests.services import VictoriaMetrics  # noqa: E402
+
+BENCH_TOKEN = "bench-token-0123456789abcdef"
+
+
+def outputs_extra(folder: Path, influx_url: str, influx_interval: float) -> tuple[str, int]:
+    """Site-file lines for the HTTP API and InfluxDB telemetry, and the API's port."""
+    digest = hashlib.sha256(BENCH_TOKEN.encode()).hexdigest()
+    (folder / "tokens.yaml").write_text(f"tokens:\n  bench: {{role: viewer, sha256: {digest}}}\n")
+    port = free_port()
+    return (
+        (
+            f"http: {{port: {port}, tokens_file: tokens.yaml}}\n"
+            f"influxdb: {{url: '{influx_url}', org: bench, bucket: bench, interval_s: {influx_interval}}}\n"
+        ),
+        port,
+    )
+
+
+# What one open dashboard asks every 5 s, and a Prometheus scraping every 15 s.
+PROBES = {"/api/site": 5.0, "/api/devices": 5.0, "/api/faults": 5.0, "/api/tickets": 5.0, "/metrics": 15.0}
+
+
+class ApiProbe:
+    """Asks the gateway's API what an open dashboard and a Prometheus would, timing each."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.times: dict[str, list[float]] = {path: [] for path in PROBES}
+        self.sizes: dict[str, int] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import urllib.request
+
+        tick = 0
+        while not self.stop.wait(5.0):
+            tick += 1
+            for path, times in self.times.items():
+                if tick % round(PROBES[path] / 5.0):
+                    continue
+                req = urllib.request.Request(self.base + path, headers={"Authorization": f"Bearer {BENCH_TOKEN}"})
+                t0 = time.perf_counter()
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    self.sizes[path] = len(r.read())
+                times.append(time.perf_counter() - t0)
+
+    def report(self) -> str:
+        self.stop.set()
+        self.thread.join(15)
+        parts = []
+        for path, times in self.times.items():
+            if path not in ("/api/devices", "/metrics"):
+                continue  # small answers; devices and metrics are the large ones
+            ms = [t * 1000 for t in times]
+            parts.append(
+                f"{path}: {len(ms)} requests, {self.sizes.get(path, 0) / 1024:.0f} KiB, "
+                f"p50 {percentile(ms, 0.5):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms"
+            )
+        return "; ".join(parts)
 
 
 def write_site(folder: Path, hosts: int, detectors: int, interval: float) -> tuple[Path, list[str]]:
@@ -119,6 +189,17 @@ class StatsReader:
             return self.lines[-1]
 
 
+def count_points(vm: VictoriaMetrics, start: datetime, end: datetime) -> str:
+    """How many battery points of detectors the server holds stamped inside the window."""
+    t0, t1 = start.timestamp() * 1000, end.timestamp() * 1000
+    n = series = 0
+    for metric in ("smoke_detector_battery_v", "pir_detector_battery_v"):
+        for s in vm.export(metric):
+            series += 1
+            n += sum(1 for t in s["timestamps"] if t0 <= t < t1)
+    return f"{n} detector battery points stamped in the window, {series} series"
+
+
 def percentile(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
@@ -132,10 +213,17 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--faults", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--outputs", action="store_true", help="also serve the HTTP API and write to InfluxDB")
+    ap.add_argument("--influx-interval", type=float, default=0.0, help="influxdb.interval_s (0: every reading)")
     args = ap.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="alarmgw-bench-"))
     site, devices = write_site(folder, args.hosts, args.detectors, args.interval)
+    vm = probe = None
+    if args.outputs:
+        vm = VictoriaMetrics(folder=folder / "victoria-metrics").start()
+        extra, api_port = outputs_extra(folder, vm.url, args.influx_interval)
+        site.write_text(site.read_text() + extra)
     warmup = 2 * args.interval
     scenario = write_scenario(
         folder, devices, min(args.faults, len(devices)), warmup, args.duration - args.interval - 2, args.seed
@@ -172,15 +260,25 @@ def main() -> int:
         stats = StatsReader(gw.stderr, folder / "gateway.log")
         time.sleep(max(0.0, warmup - (time.monotonic() - t_start)))
         s1, c1, w1 = stats.ask(gw.pid), cpu_seconds(gw.pid), time.monotonic()
+        window_start = datetime.now(UTC)
+        if args.outputs:
+            probe = ApiProbe(api_port)
         time.sleep(max(0.0, args.duration - (time.monotonic() - t_start)))
         s2, c2, w2 = stats.ask(gw.pid), cpu_seconds(gw.pid), time.monotonic()
+        window_end = datetime.now(UTC)
+        api_report = probe.report() if probe is not None else ""
         rss = peak_rss_mb(gw.pid)
         sim_cpu = cpu_seconds(sim.pid)
+        if vm is not None:
+            time.sleep(15)  # the gateway's next flush (10 s) and the server's indexing
+            influx_report = count_points(vm, window_start, window_end)
     finally:
         for p in (gw, sim):
             if p is not None:
                 p.terminate()
                 p.wait(20)
+        if vm is not None:
+            vm.stop()
 
     readings = s2["readings"] - s1["readings"]
     cpu = c2 - c1
@@ -217,6 +315,9 @@ def main() -> int:
         f"fault-to-ticket latency p50 {p50:.2f} s, p99 {p99:.2f} s, max {max(latencies, default=float('nan')):.2f} s "
         f"(target p99 < {args.interval + 1:g} s)"
     )
+    if args.outputs:
+        print(f"HTTP API under load: {api_report}")
+        print(f"InfluxDB: {influx_report}")
     print(f"cpu_s_per_1000_readings={per_1000:.4f} rss_mb={rss:.1f} ticket_latency_p99_s={p99:.2f}")
     return 0 if len(rows) == len(injected) and others == 0 else 1
 

@@ -204,6 +204,7 @@ class InfluxConfig(_Strict):
     org: str = ""
     bucket: str
     token_file: Path | None = None  # a file holding the API token (kept out of the site file)
+    interval_s: float = Field(default=60.0, ge=0)  # at most one point per device this often (0: every reading)
     batch_size: int = Field(default=1000, ge=1, le=50_000)  # points per write
     flush_interval_s: Seconds = 10.0  # a batch goes at least this often
     buffer_max: int = Field(default=100_000, ge=100)  # points kept while the server is away; oldest go first

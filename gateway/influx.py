@@ -1,6 +1,7 @@
 """Telemetry to InfluxDB through influxdb-client's async write API.
 
-Every reading becomes a point: measurement = device kind, tags site/host/device, fields =
+A reading becomes a point (at most one per device every `interval_s`, 60 s by default, so a
+fleet of sites does not flood the central server): measurement = device kind, tags site/host/device, fields =
 the reading's values (numbers as floats, so a field never changes type between writes;
 flags as booleans), plus the request and failure counts of the link a host or bus is
 reached over. Points wait in a bounded buffer in memory and go in batches (`batch_size`
@@ -60,6 +61,7 @@ class InfluxTelemetry:
         self.clock = clock
         self.links = links or {}
         self._buf: deque[str] = deque()
+        self._last: dict[str, float] = {}  # device -> monotonic time of its last point
         self._full = asyncio.Event()
         self.written = 0
         self.dropped = 0
@@ -70,10 +72,13 @@ class InfluxTelemetry:
         return len(self._buf)
 
     def add(self, readings: Sequence[Reading]) -> None:
-        """Queue one point per reading; never blocks, never raises for the server's state."""
+        """Queue a point per reading (at most one per device per `interval_s`); never blocks,
+        never raises for the server's state."""
+        now, every = self.clock.monotonic(), self.cfg.interval_s
+        last = self._last
         for r in readings:
             d = self.devices.get(r.device_id)
-            if d is None:
+            if d is None or (every and now - last.get(d.id, -1e18) < every):
                 continue
             point = Point(d.kind.value)
             point.tag("site", self.site_id).tag("host", d.host).tag("device", d.id)
@@ -86,6 +91,7 @@ class InfluxTelemetry:
                 point.field("link_requests", float(link.requests)).field("link_failures", float(link.failures))
                 fields += 2
             if fields:
+                last[d.id] = now
                 self._push(point.time(r.at, MS).to_line_protocol())
 
     def _push(self, line: str) -> None:

@@ -26,7 +26,6 @@ from drivers.zigbee2mqtt import Zigbee2MqttRouter
 from . import ha_discovery
 from .bus import Bus
 from .config import LoadedSite
-from .influx import InfluxTelemetry
 from .metrics import GatewayMetrics
 from .remote import RemoteDesk
 from .scheduler import PollJob, run_jobs, stagger
@@ -36,6 +35,7 @@ from .uplink import Uplink
 
 if TYPE_CHECKING:
     from .http_api import HttpServer
+    from .influx import InfluxTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,13 @@ class Gateway:
         self.metrics = GatewayMetrics(self)
         self.influx: InfluxTelemetry | None = None
         if cfg.influxdb is not None:
+            from .influx import InfluxTelemetry  # aiohttp and influxdb-client: only when used
+
             links = {link.name: link for link in self.links}
             self.influx = InfluxTelemetry(cfg.influxdb, site.influx_token, cfg.site.id, self.devices, self.clock, links)
         self.http: HttpServer | None = None
         if cfg.http is not None and site.api_tokens is not None:
-            from .http_api import HttpServer, build_app
+            from .http_api import HttpServer, build_app  # fastapi and uvicorn: only when used
 
             app = build_app(self, site.api_tokens, self.metrics, cfg.http.metrics_public)
             self.http = HttpServer(app, cfg.http.bind, cfg.http.port)  # binds now: a taken port fails here

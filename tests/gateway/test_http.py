@@ -4,12 +4,14 @@ a real HTTP client, against a gateway polling the simulator."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -141,6 +143,29 @@ async def test_openapi_documents_every_route_and_the_token(api: tuple[Harness, h
     for path, ops in doc["paths"].items():
         for op in ops.values():
             assert op.get("security"), f"{path} is not behind the token"
+
+
+async def test_answers_match_their_documented_schemas(api: tuple[Harness, httpx.AsyncClient]) -> None:
+    h, client = api
+    h.sim.inject("rep-2", "silent")  # a root-cause ticket with casualties, and faults behind it
+    h.sim.inject("pir-2", "tamper")
+    await h.cycle(14)
+    assert any(t.casualties for t in h.tickets())
+    doc = (await client.get("/api/openapi.json")).json()
+    for path, method in [
+        ("/api/site", "get"),
+        ("/api/devices", "get"),
+        ("/api/devices/smoke-1", "get"),
+        ("/api/faults", "get"),
+        ("/api/tickets", "get"),
+        (f"/api/tickets/{h.tickets()[0].id}", "get"),
+        ("/api/whoami", "get"),
+    ]:
+        template = path if path in doc["paths"] else re.sub(r"/[^/]+$", "/{" + path.split("/")[2][:-1] + "_id}", path)
+        schema = doc["paths"][template][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        answer = (await client.get(path, headers=VIEW)).json()
+        assert answer, path
+        jsonschema.validate(answer, {**schema, "components": doc["components"]})
 
 
 def metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

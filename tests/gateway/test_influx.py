@@ -23,10 +23,10 @@ def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:
     server.stop()
 
 
-def influx_extra(url: str, buffer_max: int = 100_000) -> str:
+def influx_extra(url: str, buffer_max: int = 100_000, interval_s: float = 0) -> str:
     return (
         f"influxdb: {{url: '{url}', org: alarm, bucket: site-telemetry, token_file: influx.token,"
-        f" batch_size: 50, flush_interval_s: 5, buffer_max: {buffer_max}}}\n"
+        f" batch_size: 50, flush_interval_s: 5, buffer_max: {buffer_max}, interval_s: {interval_s}}}\n"
     )
 
 
@@ -131,3 +131,16 @@ async def test_buffer_is_bounded_and_drops_the_oldest(tmp_path: Path) -> None:
         assert influx.dropped == queued - 100 > 0
         first = h.gateway.latest["smoke-1"].at
         assert str(ms(first)) in influx._buf[-1]  # the newest are kept
+
+
+async def test_one_point_per_device_per_interval(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    path = write_site(tmp_path, free_port(), extra=influx_extra(url, interval_s=12))
+    (tmp_path / "influx.token").write_text("t\n")
+    async with harness_for(path, start=datetime.now(UTC)) as h:
+        await h.start_gateway()  # first poll at t=0: one point per device
+        influx = telemetry_of(h)
+        await h.cycle(5)  # polls at 5 ... 25 s: a point at 15 s (12 s after 0), none at 25 s (10 s after 15)
+        smoke = [line for line in influx._buf if "device=smoke-1" in line]
+        stamps = [int(line.rsplit(" ", 1)[1]) for line in smoke]
+        assert [round((t - stamps[0]) / 1000) for t in stamps] == [0, 15]
