@@ -9,7 +9,7 @@ demo) never share series.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -85,23 +85,24 @@ class _Snapshot(Collector):
         yield counter("alarmgw_uplink_published", "Uplink messages the broker acknowledged", stats["uplink_published"])
         yield gauge("alarmgw_outbox_depth", "Uplink messages waiting in the outbox", stats["outbox_depth"])
 
-        runs = CounterMetricFamily("alarmgw_polls", "Runs of each poll job", labels=["job"])
-        errors = CounterMetricFamily("alarmgw_poll_errors", "Runs of each poll job that failed", labels=["job"])
-        skipped = CounterMetricFamily("alarmgw_polls_skipped", "Ticks skipped because a run was late", labels=["job"])
-        for job in gw.jobs:
-            runs.add_metric([job.name], job.runs)
-            errors.add_metric([job.name], job.errors)
-            skipped.add_metric([job.name], job.skipped)
-        yield from (runs, errors, skipped)
-
-        requests = CounterMetricFamily("alarmgw_link_requests", "Requests sent on each link", labels=["link"])
-        failures = CounterMetricFamily("alarmgw_link_failures", "Requests that got no good answer", labels=["link"])
-        up = GaugeMetricFamily("alarmgw_link_connected", "1 while the link's port or socket is open", labels=["link"])
-        for link in gw.links:
-            requests.add_metric([link.name], link.requests)
-            failures.add_metric([link.name], link.failures)
-            up.add_metric([link.name], 1 if link.connected else 0)
-        yield from (requests, failures, up)
+        yield from _per(
+            "job",
+            [(j.name, j) for j in gw.jobs],
+            [
+                (CounterMetricFamily, "alarmgw_polls", "Runs of each poll job", lambda j: j.runs),
+                (CounterMetricFamily, "alarmgw_poll_errors", "Runs of each poll job that failed", lambda j: j.errors),
+                (CounterMetricFamily, "alarmgw_polls_skipped", "Ticks skipped as a run was late", lambda j: j.skipped),
+            ],
+        )
+        yield from _per(
+            "link",
+            [(link.name, link) for link in gw.links],
+            [
+                (CounterMetricFamily, "alarmgw_link_requests", "Requests sent on each link", lambda k: k.requests),
+                (CounterMetricFamily, "alarmgw_link_failures", "Requests with no good answer", lambda k: k.failures),
+                (GaugeMetricFamily, "alarmgw_link_connected", "1 while the link is open", lambda k: int(k.connected)),
+            ],
+        )
 
         faults = GaugeMetricFamily("alarmgw_active_faults", "Faults raised and not cleared, by fault", labels=["fault"])
         for fault, n in sorted(Counter(f for _, f in gw.diagnoser.active()).items()):
@@ -128,3 +129,16 @@ class _Snapshot(Collector):
             yield counter("alarmgw_influx_points_dropped", "Points given up: buffer full or refused", influx.dropped)
             yield counter("alarmgw_influx_write_failures", "Writes that failed and will be retried", influx.failures)
             yield gauge("alarmgw_influx_points_buffered", "Points waiting for InfluxDB", len(influx))
+
+
+def _per(
+    label: str,
+    objects: list[tuple[str, Any]],
+    families: list[tuple[type[CounterMetricFamily] | type[GaugeMetricFamily], str, str, Callable[[Any], float]]],
+) -> Iterator[Metric]:
+    """One family per (type, name, help, value of an object), a sample per named object."""
+    for family_type, name, doc, value in families:
+        family = family_type(name, doc, labels=[label])
+        for obj_name, obj in objects:
+            family.add_metric([obj_name], value(obj))
+        yield family

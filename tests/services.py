@@ -10,10 +10,30 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway.runtime import free_port
+
+
+def wait_until_up(
+    proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, folder: Path, timeout_s: float = 20
+) -> None:
+    """Poll an outside server until `ready()` (it may raise OSError while not yet), or raise
+    naming the server and its folder if it exits or stays silent."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}; see {folder}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not come up within {timeout_s:g} s; see {folder}")
+
 
 VICTORIA_METRICS = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
 
@@ -42,17 +62,13 @@ class VictoriaMetrics:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # an outside process: poll until it answers
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"victoria-metrics exited with {self.proc.returncode}; see {self.folder}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"victoria-metrics did not answer on {self.port}")
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as r:
+                return bool(r.status == 200)
+
+        wait_until_up(self.proc, healthy, "victoria-metrics", self.folder)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None:
