@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import pytest
 
 from gateway.runtime import free_port
 from tests.conftest import write_site
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ALARMGW = [sys.executable, "-m", "gateway.cli"]
 SCENARIO = """\
@@ -206,3 +209,20 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
     lines = [first] + [json.loads(line) for line in rest.splitlines() if line.strip()]
     assert first["level"] == "info" and first["logger"] == "gateway.service" and first["at"].endswith("Z")
     assert any(line["message"].startswith("stats readings=") for line in lines)
+
+
+def test_the_systemd_unit_is_valid(tmp_path: Path) -> None:
+    """systemd's own checker on the shipped unit, its ExecStart pointed at this checkout's
+    command (the unit names /opt/alarmgw, which a test machine does not have)."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze (Debian package systemd) is needed; .ci/run installs it"
+    unit = (ROOT / "deploy" / "alarmgw.service").read_text()
+    assert "ExecStart=/opt/alarmgw/.venv/bin/alarmgw --log-json run -c /etc/alarmgw/site.yaml" in unit
+    here = str(Path(sys.executable).parent / "alarmgw")
+    (tmp_path / "alarmgw.service").write_text(unit.replace("/opt/alarmgw/.venv/bin/alarmgw", here))
+    out = subprocess.run([analyze, "verify", str(tmp_path / "alarmgw.service")], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stderr.strip() == "", out.stderr
+    # the checker does speak up about a mistake
+    (tmp_path / "bad.service").write_text(unit.replace("KillSignal=SIGTERM", "KillSignall=SIGTERM"))
+    out = subprocess.run([analyze, "verify", str(tmp_path / "bad.service")], capture_output=True, text=True)
+    assert "KillSignall" in out.stderr
