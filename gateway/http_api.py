@@ -36,10 +36,11 @@ from .metrics import CONTENT_TYPE, GatewayMetrics
 from .operations import Operations, Refusal
 from .remote_auth import ApiTokens, Role
 from .runtime import listen
+from .store import MAX_ID
 
 log = logging.getLogger(__name__)
 
-STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "invalid": 400}
+STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "invalid": 400, "failed": 500}
 DASHBOARD = Path(str(resources.files("gateway").joinpath("dashboard")))
 
 
@@ -123,6 +124,25 @@ class SiteOut(_Out):
     stats: dict[str, int]
 
 
+class Problem(BaseModel):
+    detail: str = Field(description="what was wrong, in words")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    what = {
+        400: "cannot be done as asked: a body that is not JSON, a device that has no self-test",
+        401: "no token, or one this gateway does not know",
+        403: "the token's role may not do this",
+        404: "no such device or ticket",
+        409: "the ticket's state does not allow this move",
+    }
+    return {c: {"model": Problem, "description": what[c]} for c in (401, *codes)}
+
+
+READ, ONE, MOVE, COMMAND = _errors(), _errors(404), _errors(400, 403, 404, 409), _errors(400, 403, 404)
+TicketId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="ticket number")]
+
+
 class MoveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str = Field(default="", max_length=500, description="what was done or said")
@@ -162,54 +182,54 @@ def build_app(gateway: Any, tokens: ApiTokens, metrics: GatewayMetrics, metrics_
         # answers to them); validating 5,000 devices again on every request costs 0.3 s.
         return JSONResponse(result)
 
-    @app.get("/api/whoami", response_model=Whoami, tags=["site"])
+    @app.get("/api/whoami", response_model=Whoami, tags=["site"], responses=READ)
     async def whoami(who: Caller) -> Whoami:
         """Whose token this is, and its role."""
         return who
 
-    @app.get("/api/site", response_model=SiteOut, tags=["site"])
+    @app.get("/api/site", response_model=SiteOut, tags=["site"], responses=READ)
     async def site(who: Caller) -> Any:
         """The site, the gateway's clock and its counters."""
         return await perform(who, "status")
 
-    @app.get("/api/devices", response_model=list[DeviceOut], tags=["devices"])
+    @app.get("/api/devices", response_model=list[DeviceOut], tags=["devices"], responses=READ)
     async def devices(who: Caller) -> Any:
         """Every device with its latest reading (battery, signal, ...) and active faults."""
         return await perform(who, "devices")
 
-    @app.get("/api/devices/{device_id}", response_model=DeviceDetail, tags=["devices"])
+    @app.get("/api/devices/{device_id}", response_model=DeviceDetail, tags=["devices"], responses=ONE)
     async def device(who: Caller, device_id: str) -> Any:
         """One device with its recent history."""
         return await perform(who, "device", id=device_id)
 
-    @app.post("/api/devices/{device_id}/poll", tags=["devices"])
+    @app.post("/api/devices/{device_id}/poll", tags=["devices"], responses=COMMAND)
     async def poll(who: Caller, device_id: str) -> Any:
         """Poll the device now (engineer)."""
         return await perform(who, "poll", id=device_id)
 
-    @app.post("/api/devices/{device_id}/selftest", tags=["devices"])
+    @app.post("/api/devices/{device_id}/selftest", tags=["devices"], responses=COMMAND)
     async def selftest(who: Caller, device_id: str) -> Any:
         """Ask the device to test itself, then read the result (engineer)."""
         return await perform(who, "selftest", id=device_id)
 
-    @app.get("/api/faults", response_model=list[FaultOut], tags=["faults"])
+    @app.get("/api/faults", response_model=list[FaultOut], tags=["faults"], responses=READ)
     async def faults(who: Caller) -> Any:
         """Faults raised now."""
         return await perform(who, "faults")
 
-    @app.get("/api/tickets", response_model=list[TicketOut], tags=["tickets"])
+    @app.get("/api/tickets", response_model=list[TicketOut], tags=["tickets"], responses=READ)
     async def tickets(who: Caller, all: Annotated[bool, Query(description="include closed tickets")] = False) -> Any:
         """Tickets with every clock's due time, remaining time and state."""
         return await perform(who, "tickets", all=all)
 
-    @app.get("/api/tickets/{ticket_id}", response_model=TicketOut, tags=["tickets"])
-    async def ticket(who: Caller, ticket_id: int) -> Any:
+    @app.get("/api/tickets/{ticket_id}", response_model=TicketOut, tags=["tickets"], responses=ONE)
+    async def ticket(who: Caller, ticket_id: TicketId) -> Any:
         return await perform(who, "ticket", id=ticket_id)
 
-    @app.post("/api/tickets/{ticket_id}/{action}", response_model=TicketOut, tags=["tickets"])
+    @app.post("/api/tickets/{ticket_id}/{action}", response_model=TicketOut, tags=["tickets"], responses=MOVE)
     async def move(
         who: Caller,
-        ticket_id: int,
+        ticket_id: TicketId,
         action: Annotated[str, PathParam(pattern="^(ack|dispatch|arrive|resolve|close)$")],
         body: MoveIn | None = None,
     ) -> Any:
@@ -221,6 +241,7 @@ def build_app(gateway: Any, tokens: ApiTokens, metrics: GatewayMetrics, metrics_
         "/metrics",
         tags=["metrics"],
         response_class=Response,
+        responses={} if metrics_public else READ,
         openapi_extra=None if metrics_public else {"security": [{"HTTPBearer": []}]},
     )
     async def prometheus(request: Request) -> Response:

@@ -13,14 +13,15 @@ from diagnostics.tickets import MOVES, Ticket, TicketError, moves_from
 
 from .payloads import ticket_json
 from .remote_auth import COMMANDS, Refused, Role, authorise
-from .store import StoreError, TicketNotFound, iso
+from .store import MAX_ID, StoreError, TicketNotFound, iso
 from .ticketing import move_ticket
 
 log = logging.getLogger(__name__)
 
 
 class Refusal(Refused):
-    """A request that was not run, with why: forbidden | not_found | conflict | invalid."""
+    """A request that was not run, with why: forbidden | not_found | conflict | invalid, or
+    failed (the gateway's own fault: logged with its traceback, the gateway goes on)."""
 
     def __init__(self, message: str, why: str) -> None:
         super().__init__(message)
@@ -68,6 +69,12 @@ class Operations:
             why = refusal(exc)
             self.refused(user, command, args, str(why), channel)
             raise why from exc
+        except Exception as exc:
+            # A request must never take the gateway down with it, whatever it asked for.
+            log.exception("%s request %s from %s failed", channel, command, user)
+            message = f"internal error: {type(exc).__name__}"
+            self.gw.store.audit(self.gw.clock.now(), user, command, args, "failed", message, channel)
+            raise Refusal(message, "failed") from exc
         if audit_read or COMMANDS[command] != "viewer":
             self.gw.store.audit(self.gw.clock.now(), user, command, args, "done", "", channel)
         return result
@@ -181,6 +188,9 @@ def _arg(args: dict[str, Any], name: str) -> str:
 def _int_arg(args: dict[str, Any], name: str) -> int:
     text = _arg(args, name)
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        raise ValueError(f"argument {name!r} must be a whole number, not {text[:40]!r}") from None
+        value = -1
+    if not 1 <= value <= MAX_ID:
+        raise ValueError(f"argument {name!r} must be a whole number from 1 to {MAX_ID}, not {text[:40]!r}")
+    return value

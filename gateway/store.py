@@ -147,6 +147,9 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer, so the largest ticket number
+
+
 class StoreError(Exception):
     """The store file cannot be used (wrong file, locked, unreadable)."""
 
@@ -203,6 +206,8 @@ class Store:
     # --- reading ------------------------------------------------------------------------
 
     def get(self, ticket_id: int) -> Ticket:
+        if not 1 <= ticket_id <= MAX_ID:
+            raise TicketNotFound(f"no ticket {ticket_id} in {self.path}: ticket numbers run from 1 to {MAX_ID}")
         row = self._db.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
         if row is None:
             raise TicketNotFound(f"no ticket {ticket_id} in {self.path}")

@@ -168,6 +168,8 @@ def test_ticket_commands_move_and_refuse(site: Path, simulator: subprocess.Popen
     assert shown["history"][1]["actor"] == "eng-7"
     missing = alarmgw("tickets", "show", "999", "--db", str(db))
     assert missing.returncode == 2 and "no ticket 999" in missing.stderr
+    huge = alarmgw("tickets", "ack", str(10**25), "--db", str(db))  # more than SQLite can hold
+    assert huge.returncode == 2 and "ticket numbers run from 1 to" in huge.stderr and "Traceback" not in huge.stderr
 
 
 def test_simulator_answers_bad_commands_and_keeps_running(simulator: subprocess.Popen[str]) -> None:

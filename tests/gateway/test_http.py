@@ -103,6 +103,8 @@ async def test_engineer_moves_a_ticket_and_it_is_audited(api: tuple[Harness, htt
     assert r.status_code == 409 and "acknowledged" in r.json()["detail"]
     assert (await client.post("/api/tickets/999/ack", headers=ENG)).status_code == 404
     assert (await client.get("/api/tickets/999", headers=VIEW)).status_code == 404
+    for bad in ("0", "99999999999999999999999999", "-3", "seven"):  # outside what a store can hold
+        assert (await client.post(f"/api/tickets/{bad}/ack", headers=ENG)).status_code == 422, bad
     assert (await client.post(f"/api/tickets/{t.id}/reboot", headers=ENG)).status_code in (404, 422)
     r = await client.post(f"/api/tickets/{t.id}/dispatch", headers=ENG, json={"note": "x" * 501})
     assert r.status_code == 422
@@ -166,6 +168,38 @@ async def test_answers_match_their_documented_schemas(api: tuple[Harness, httpx.
         answer = (await client.get(path, headers=VIEW)).json()
         assert answer, path
         jsonschema.validate(answer, {**schema, "components": doc["components"]})
+
+
+@pytest.mark.timeout(180)
+async def test_nothing_a_client_sends_makes_the_api_fail(api: tuple[Harness, httpx.AsyncClient]) -> None:
+    """schemathesis, as a separate process, sends what the OpenAPI document allows and what it
+    does not (huge numbers, odd strings, broken bodies): no answer may be a server error, a
+    status the document does not list, or a body that breaks its documented schema."""
+    h, _ = api
+    h.sim.inject("pir-2", "tamper")
+    await h.cycle(1)
+    assert h.gateway.http is not None
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "schemathesis"),
+        "run",
+        f"{h.gateway.http.url}api/openapi.json",
+        "--header",
+        f"Authorization: Bearer {ENGINEER_TOKEN}",
+        "--checks",
+        "not_a_server_error,status_code_conformance,response_schema_conformance",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        "25",
+        "--seed",
+        "7",
+        "--no-color",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 150)
+    assert proc.returncode == 0, out.decode()[-4000:]
+    assert h.gateway.store.tickets()  # and nothing it sent lost a ticket
 
 
 def metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

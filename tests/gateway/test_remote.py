@@ -154,6 +154,12 @@ async def test_replayed_forged_stale_and_unknown_requests_are_refused(site: tupl
 
     assert "not JSON" in (await raw(ctx, b"\x00garbage"))["error"]
 
+    # ids no store can hold, or no number at all: refused, and the desk goes on answering
+    for bad in (10**30, -1, "7; DROP TABLE tickets"):
+        huge = make_request("eng-1", ENGINEER, "ack", {"id": bad}, datetime.now(UTC))
+        assert "must be a whole number from 1 to" in (await raw(ctx, huge))["error"]
+    assert (await raw(ctx, make_request("eng-1", ENGINEER, "status", {}, datetime.now(UTC))))["ok"]
+
     results = [(a["command"], a["result"]) for a in h.gateway.store.audit_log()]
     assert results == [
         ("status", "done"),
@@ -162,6 +168,10 @@ async def test_replayed_forged_stale_and_unknown_requests_are_refused(site: tupl
         ("status", "refused"),
         ("shell", "refused"),
         ("?", "refused"),
+        ("ack", "refused"),
+        ("ack", "refused"),
+        ("ack", "refused"),
+        ("status", "done"),
     ]
     with pytest.raises(Exception, match="append-only"):
         h.gateway.store._db.execute("DELETE FROM audit")
