@@ -294,6 +294,8 @@ class HttpServer:
         return f"http://{host}:{self.port}/"
 
     async def run(self) -> None:
+        if self.sock.fileno() < 0:  # started again after a failure: listen again
+            self.sock = listen(self.bind, self.port)
         config = uvicorn.Config(
             self.app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
         )

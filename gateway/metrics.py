@@ -95,6 +95,11 @@ class _Snapshot(Collector):
             ],
         )
         yield from _per(
+            "task",
+            [(t.name, t) for t in gw.tasks],
+            [(CounterMetricFamily, "alarmgw_task_restarts", "Long-running tasks started again", lambda t: t.restarts)],
+        )
+        yield from _per(
             "link",
             [(link.name, link) for link in gw.links],
             [

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from alarmgw.clock import Clock
 from alarmgw.tasks import raise_if_cancelling
+from drivers.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,35 @@ async def run_job(job: PollJob, clock: Clock, on_run: RunObserver | None = None)
             missed = int((now - next_at) // job.interval_s) + 1
             job.skipped += missed
             next_at += missed * job.interval_s
+
+
+class Supervised:
+    """A task that should run as long as the gateway does (uplink, remote desk, HTTP server,
+    telemetry): if it fails, or ends, it is logged and started again after a backoff (reset
+    once it has run for a minute), so a fault in one output never stops polling."""
+
+    def __init__(self, name: str, run: Callable[[], Awaitable[None]], clock: Clock, backoff: Backoff | None = None):
+        self.name = name
+        self.run = run
+        self.clock = clock
+        self.backoff = backoff or Backoff(1.0, 60.0)
+        self.restarts = 0
+
+    async def __call__(self) -> None:
+        while True:
+            raise_if_cancelling()
+            started = self.clock.monotonic()
+            try:
+                await self.run()
+                log.error("%s stopped by itself; starting it again", self.name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; starting it again", self.name)
+            self.restarts += 1
+            if self.clock.monotonic() - started >= 60.0:
+                self.backoff.reset()
+            await self.clock.sleep_until(self.clock.monotonic() + self.backoff.next_delay())
 
 
 async def run_jobs(jobs: Sequence[PollJob], clock: Clock, on_run: RunObserver | None = None) -> None:

@@ -28,7 +28,7 @@ from .bus import Bus
 from .config import LoadedSite
 from .metrics import GatewayMetrics
 from .remote import RemoteDesk
-from .scheduler import PollJob, run_jobs, stagger
+from .scheduler import PollJob, Supervised, run_jobs, stagger
 from .store import Store
 from .ticketing import TicketDesk
 from .uplink import Uplink
@@ -100,6 +100,20 @@ class Gateway:
 
             app = build_app(self, site.api_tokens, self.metrics, cfg.http.metrics_public)
             self.http = HttpServer(app, cfg.http.bind, cfg.http.port)  # binds now: a taken port fails here
+        self.tasks = [Supervised(name, run, self.clock) for name, run in self._long_running()]
+
+    def _long_running(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        """What runs beside the poll jobs for as long as the gateway does."""
+        out: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        feed, broker = self.mqtt_feed, self.site.device_broker
+        if feed is not None and broker is not None:
+            out.append(("mqtt-devices", lambda: self._listen(broker, feed)))
+        for name, part in (("uplink", self.uplink), ("remote", self.remote), ("influxdb", self.influx)):
+            if part is not None:
+                out.append((name, part.run))
+        if self.http is not None:
+            out.append(("http", self.http.run))
+        return out
 
     def _build_pollers(self) -> None:
         cfg = self.site.config
@@ -371,16 +385,8 @@ class Gateway:
         )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(run_jobs(self.jobs, self.clock, self.metrics.poll_done))
-            if self.mqtt_feed is not None and self.site.device_broker is not None:
-                tg.create_task(self._listen(self.site.device_broker, self.mqtt_feed))
-            if self.uplink is not None:
-                tg.create_task(self.uplink.run())
-            if self.remote is not None:
-                tg.create_task(self.remote.run())
-            if self.influx is not None:
-                tg.create_task(self.influx.run())
-            if self.http is not None:
-                tg.create_task(self.http.run())
+            for task in self.tasks:
+                tg.create_task(task(), name=task.name)
 
     async def _listen(self, broker: BrokerSpec, feed: MqttDeviceFeed) -> None:
         async def connected() -> None:

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 
 from alarmgw.clock import ManualClock
-from gateway.scheduler import PollJob, run_job, run_jobs, stagger
+from drivers.backoff import Backoff
+from gateway.scheduler import PollJob, Supervised, run_job, run_jobs, stagger
 
 
 async def stop(task: asyncio.Task[None]) -> None:
@@ -99,4 +100,27 @@ async def test_shutdown_holds_even_when_a_poll_swallows_the_cancel() -> None:
     await entered.wait()
     task.cancel()
     await asyncio.wait({task}, timeout=2)  # does not pass its own cancellation on to the task
+    assert task.cancelled()
+
+
+async def test_a_failing_long_running_task_is_started_again_after_a_backoff() -> None:
+    clock = ManualClock()
+    starts: list[float] = []
+
+    async def flaky() -> None:
+        starts.append(clock.monotonic())
+        if len(starts) <= 2:
+            raise RuntimeError("broken output")
+        if len(starts) == 3:
+            return  # ends by itself: also started again
+        await asyncio.Event().wait()  # the fourth start runs for good
+
+    sup = Supervised("flaky", flaky, clock, Backoff(1.0, 60.0, jitter=0.0))
+    task = asyncio.create_task(sup())
+    await settle()
+    for _ in range(20):
+        clock.advance(1.0)
+        await settle()
+    assert starts == [0, 1, 3, 7] and sup.restarts == 3
+    await stop(task)
     assert task.cancelled()
