@@ -127,6 +127,10 @@ class InfluxTelemetry:
                     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                         await self._retry(batch, backoff, f"{type(exc).__name__}: {exc}")
                         break
+                    except Exception as exc:  # anything else: keep the batch, say what broke
+                        log.exception("influxdb write raised")
+                        await self._retry(batch, backoff, f"{type(exc).__name__}: {exc}")
+                        break
                     self.written += len(batch)
                     backoff.reset()
                     self.flushed.set()
