@@ -5,7 +5,7 @@
 const REFRESH_MS = 5000;
 const SOON_S = 600; // a running clock with less than this left is shown as urgent
 const CLOCKS = ["response", "arrival", "repair"];
-const state = { token: null, role: null, offsetMs: 0, tickets: [], ticketsKey: "", notes: {}, timer: null, ticker: null, lastOk: null };
+const state = { token: null, role: null, offsetMs: 0, tickets: [], ticketsKey: "", notes: {}, timer: null, ticker: null, lastOk: null, unreachable: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -139,7 +139,12 @@ function tick() {
       cell.title = v.title;
     }
   }
-  if (state.lastOk) $("status").textContent = `gateway clock ${new Date(gatewayNow()).toISOString().slice(11, 19)} UTC · updated ${Math.round((Date.now() - state.lastOk) / 1000)} s ago`;
+  if (!state.lastOk) return;
+  const age = Date.now() - state.lastOk;
+  const status = $("status");
+  status.classList.toggle("stale", age > 3 * REFRESH_MS); // what is shown may no longer be true
+  if (state.unreachable) status.textContent = `gateway unreachable (${state.unreachable}); last heard ${span(age / 1000)} ago`;
+  else status.textContent = `gateway clock ${new Date(gatewayNow()).toISOString().slice(11, 19)} UTC · updated ${Math.round(age / 1000)} s ago`;
 }
 
 function renderFaults(faults) {
@@ -237,6 +242,7 @@ async function refresh() {
     ]);
     state.offsetMs = Date.parse(site.at) - Date.now();
     state.lastOk = Date.now();
+    state.unreachable = null;
     $("site").textContent = site.name ? `${site.name} (${site.site})` : site.site;
     document.title = `alarmgw · ${site.site}`;
     renderDevices(devices);
@@ -246,7 +252,7 @@ async function refresh() {
     if (key !== state.ticketsKey) { state.ticketsKey = key; renderTickets(); } else tick();
     document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
   } catch (e) {
-    if (e.status !== 401) $("status").textContent = `gateway unreachable: ${e.message}`;
+    if (e.status !== 401) { state.unreachable = e.message; tick(); }
   }
 }
 

@@ -144,3 +144,13 @@ async def test_an_unknown_token_asks_for_another(browser: Browser, site: Harness
     await page.locator("#login button").click()
     await expect(page.locator("#who")).to_have_text("eng-1 (engineer)")
     await expect(page.locator("#tickets tbody tr")).to_have_count(2)
+
+
+async def test_a_gateway_that_stops_answering_is_shown_as_such(browser: Browser, site: Harness) -> None:
+    page = await open_dashboard(browser, site, VIEWER_TOKEN)
+    await expect(page.locator("#tickets tbody tr")).to_have_count(2)
+    await site.stop_gateway()  # the API goes away with it
+    status = page.locator("#status")
+    await expect(status).to_contain_text("gateway unreachable", timeout=15_000)  # at the next refresh (5 s)
+    await expect(page.locator("#tickets tbody tr")).to_have_count(2)  # the last known state stays on screen
+    await expect(status).to_have_class(re.compile(r"\bstale\b"), timeout=20_000)  # and is marked old
