@@ -33,7 +33,6 @@ The last line reads: cpu_s_per_1000_readings=X rss_mb=Y ticket_latency_p99_s=Z
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -52,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALARMGW = [sys.executable, "-m", "gateway.cli"]
 sys.path.insert(0, str(ROOT))
 
+from gateway.remote_auth import token_entry  # noqa: E402
 from gateway.runtime import free_port, free_ports  # noqa: E402
 from tests.services import VictoriaMetrics  # noqa: E402
 
@@ -60,8 +60,7 @@ BENCH_TOKEN = "bench-token-0123456789abcdef"
 
 def outputs_extra(folder: Path, influx_url: str, influx_interval: float) -> tuple[str, int]:
     """Site-file lines for the HTTP API and InfluxDB telemetry, and the API's port."""
-    digest = hashlib.sha256(BENCH_TOKEN.encode()).hexdigest()
-    (folder / "tokens.yaml").write_text(f"tokens:\n  bench: {{role: viewer, sha256: {digest}}}\n")
+    (folder / "tokens.yaml").write_text(f"tokens:\n  {token_entry('bench', 'viewer', BENCH_TOKEN)}\n")
     port = free_port()
     return (
         (

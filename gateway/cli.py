@@ -26,6 +26,7 @@ from simulator.modbus_server import SimulatorError
 
 from .config import LoadedSite, load_site
 from .payloads import ticket_json
+from .remote_auth import RANK, Role
 from .runtime import HttpError, run_until_stopped
 from .store import Store, StoreError
 from .ticketing import move_ticket
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tok = sub.add_parser("api-token", help="make a bearer token for the HTTP API and dashboard")
     tok.add_argument("name", help="who or what will hold it (shown in the audit log)")
-    tok.add_argument("--role", choices=["viewer", "engineer"], default="viewer")
+    tok.add_argument("--role", choices=list(RANK), default="viewer")
 
     chk = sub.add_parser("check-config", help="validate a site file")
     chk.add_argument("file", type=Path)
@@ -256,12 +257,12 @@ def cmd_sla_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_api_token(name: str, role: str) -> int:
-    from .remote_auth import new_api_token
+def cmd_api_token(name: str, role: Role) -> int:
+    from .remote_auth import new_api_token, token_entry
 
-    token, digest = new_api_token()
+    token = new_api_token()
     print(f"token for {name} ({role}); give it to them, it is not kept anywhere:\n  {token}")
-    print(f"add under tokens: in the site's tokens file:\n  {name}: {{role: {role}, sha256: {digest}}}")
+    print(f"add under tokens: in the site's tokens file:\n  {token_entry(name, role, token)}")
     return 0
 
 

@@ -15,7 +15,7 @@ from simulator.scenario import load_scenario
 
 from .config import BrokerConfig, HostConfig, HttpConfig, LoadedSite, ModbusTcpEndpoint, load_site
 from .live import render, tickets_table
-from .remote_auth import new_api_token
+from .remote_auth import new_api_token, token_entry
 from .runtime import free_port, run_until_stopped
 from .service import Gateway
 from .wiring import simulator_for
@@ -30,9 +30,9 @@ def demo_site(db: Path | None, broker: tuple[str, int, str], http_port: int = 0)
     the dashboard on `http_port` (0: any free port); and an engineer's token for it."""
     site = load_site(builtin("demo-site.yaml"))
     folder = Path(tempfile.mkdtemp(prefix="alarmgw-demo-"))
-    token, digest = new_api_token()
+    token = new_api_token()
     tokens_file = folder / "api-tokens.yaml"
-    tokens_file.write_text(f"tokens:\n  demo: {{role: engineer, sha256: {digest}}}\n")
+    tokens_file.write_text(f"tokens:\n  {token_entry('demo', 'engineer', token)}\n")
     hosts = [
         h.model_copy(update={"modbus": ModbusTcpEndpoint(address="127.0.0.1", port=free_port(), unit=h.modbus.unit)})
         if h.modbus is not None

@@ -66,7 +66,6 @@ class InfluxTelemetry:
         self.written = 0
         self.dropped = 0
         self.failures = 0
-        self.flushed = asyncio.Event()  # pulsed after every successful write
 
     def __len__(self) -> int:
         return len(self._buf)
@@ -133,8 +132,6 @@ class InfluxTelemetry:
                         break
                     self.written += len(batch)
                     backoff.reset()
-                    self.flushed.set()
-                    self.flushed.clear()
 
     async def _retry(self, batch: list[str], backoff: Backoff, why: str) -> None:
         """Put the batch back at the head (the buffer's bound still holds), wait, go on."""

@@ -46,7 +46,7 @@ class GatewayMetrics:
         )
         self.registry.register(_Snapshot(gateway))
 
-    def poll_done(self, job: PollJob, seconds: float, ok: bool) -> None:
+    def poll_done(self, job: PollJob, seconds: float) -> None:
         self.poll_seconds.labels(job.name).observe(seconds)
 
     def ticket_opened(self, opened_at: datetime, now: datetime) -> None:

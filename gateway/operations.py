@@ -134,12 +134,14 @@ class Operations:
     def faults(self) -> list[dict[str, Any]]:
         """Every active fault, with its device and the ticket that carries it."""
         gw = self.gw
-        behind = {c: t for t in gw.store.tickets(include_closed=False) for c in t.casualties}
+        open_tickets = gw.store.tickets(include_closed=False)  # one read serves every fault
+        live = {(t.device_id, t.fault): t for t in open_tickets}
+        behind = {c: t for t in open_tickets for c in t.casualties}
         out = []
         for dev_id, fault in sorted(gw.diagnoser.active()):
             d = gw.devices.get(dev_id)
             rule = gw.table.faults.get(fault)
-            t = gw.store.live_ticket(dev_id, fault)
+            t = live.get((dev_id, fault))
             root = behind.get(dev_id) if t is None else None
             out.append(
                 {

@@ -85,10 +85,14 @@ def load_api_tokens(path: Path | str) -> ApiTokens:
     return load_yaml_model(path, ApiTokens)
 
 
-def new_api_token() -> tuple[str, str]:
-    """A fresh bearer token and the SHA-256 the tokens file keeps of it."""
-    token = secrets.token_urlsafe(32)
-    return token, hashlib.sha256(token.encode()).hexdigest()
+def new_api_token() -> str:
+    """A fresh bearer token (its holder keeps it; the tokens file gets `token_entry`)."""
+    return secrets.token_urlsafe(32)
+
+
+def token_entry(name: str, role: Role, token: str) -> str:
+    """The tokens file's line for one holder of `token` (the file keeps only its SHA-256)."""
+    return f"{name}: {{role: {role}, sha256: {hashlib.sha256(token.encode()).hexdigest()}}}"
 
 
 class Refused(Exception):

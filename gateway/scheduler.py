@@ -37,8 +37,8 @@ def stagger(jobs: Sequence[PollJob]) -> None:
         job.phase_s = job.interval_s * i / n if n else 0.0
 
 
-# Told after every run of a job: the job, how long the run took (s), whether it succeeded.
-RunObserver = Callable[[PollJob, float, bool], None]
+# Told after every run of a job: the job and how long the run took (s).
+RunObserver = Callable[[PollJob, float], None]
 
 
 async def run_job(job: PollJob, clock: Clock, on_run: RunObserver | None = None) -> None:
@@ -47,17 +47,16 @@ async def run_job(job: PollJob, clock: Clock, on_run: RunObserver | None = None)
     while True:
         raise_if_cancelling()
         await clock.sleep_until(next_at)
-        started, ok = clock.monotonic(), True
+        started = clock.monotonic()
         try:
             await job.run()
         except asyncio.CancelledError:
             raise
         except Exception:
-            ok = False
             job.errors += 1
             log.exception("poll job %s failed; it runs again at its next tick", job.name)
         if on_run is not None:
-            on_run(job, clock.monotonic() - started, ok)
+            on_run(job, clock.monotonic() - started)
         job.runs += 1
         job.done.set()
         job.done = asyncio.Event()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -17,6 +16,7 @@ from alarmgw.clock import ManualClock
 from alarmgw.tasks import cancel_and_wait
 from diagnostics.tickets import Ticket
 from gateway.config import LoadedSite, load_site
+from gateway.remote_auth import token_entry
 from gateway.runtime import free_port
 from gateway.service import Gateway
 from gateway.wiring import simulator_endpoints
@@ -157,9 +157,7 @@ VIEWER_TOKEN, ENGINEER_TOKEN = "viewer-token-0123456789abcdef", "engineer-token-
 def http_extra(folder: Path, port: int | None = None, metrics_public: bool = False) -> str:
     """Site-file lines for the HTTP API on a free loopback port, with a tokens file holding
     a viewer (`view-1`) and an engineer (`eng-1`) token."""
-    lines = ["tokens:"]
-    for name, role, token in (("view-1", "viewer", VIEWER_TOKEN), ("eng-1", "engineer", ENGINEER_TOKEN)):
-        lines.append(f"  {name}: {{role: {role}, sha256: {hashlib.sha256(token.encode()).hexdigest()}}}")
-    (folder / "api-tokens.yaml").write_text("\n".join(lines) + "\n")
+    entries = (token_entry("view-1", "viewer", VIEWER_TOKEN), token_entry("eng-1", "engineer", ENGINEER_TOKEN))
+    (folder / "api-tokens.yaml").write_text("tokens:\n" + "".join(f"  {e}\n" for e in entries))
     public = "true" if metrics_public else "false"
     return f"http: {{port: {port or free_port()}, tokens_file: api-tokens.yaml, metrics_public: {public}}}\n"
