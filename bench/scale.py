@@ -109,6 +109,9 @@ class ApiProbe:
             if path not in ("/api/devices", "/metrics"):
                 continue  # small answers; devices and metrics are the large ones
             ms = [t * 1000 for t in times]
+            if not ms:
+                parts.append(f"{path}: no request in a window this short")
+                continue
             parts.append(
                 f"{path}: {len(ms)} requests, {self.sizes.get(path, 0) / 1024:.0f} KiB, "
                 f"p50 {percentile(ms, 0.5):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms"
