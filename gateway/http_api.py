@@ -31,6 +31,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from alarmgw import __version__
+from diagnostics.tickets import MOVES
 
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .operations import Operations, Refusal
@@ -230,7 +231,7 @@ def build_app(gateway: Any, tokens: ApiTokens, metrics: GatewayMetrics, metrics_
     async def move(
         who: Caller,
         ticket_id: TicketId,
-        action: Annotated[str, PathParam(pattern="^(ack|dispatch|arrive|resolve|close)$")],
+        action: Annotated[str, PathParam(pattern=f"^({'|'.join(MOVES)})$")],
         body: MoveIn | None = None,
     ) -> Any:
         """Move a ticket (engineer): ack, dispatch, arrive, resolve, close. 409 when the ticket's
