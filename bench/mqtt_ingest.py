@@ -131,7 +131,7 @@ def main() -> int:
         f"{args.faults} tamper faults; mosquitto 127.0.0.1:{broker.port}; files in {folder}"
     )
     gw = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "run", "-c", str(site)],
+        [sys.executable, "-m", "alarmgw.gateway.cli", "run", "-c", str(site)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

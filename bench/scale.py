@@ -48,11 +48,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ALARMGW = [sys.executable, "-m", "gateway.cli"]
+ALARMGW = [sys.executable, "-m", "alarmgw.gateway.cli"]
 sys.path.insert(0, str(ROOT))
 
-from gateway.remote_auth import token_entry  # noqa: E402
-from gateway.runtime import free_port, free_ports  # noqa: E402
+from alarmgw.gateway.remote_auth import token_entry  # noqa: E402
+from alarmgw.gateway.runtime import free_port, free_ports  # noqa: E402
 from tests.services import VictoriaMetrics  # noqa: E402
 
 BENCH_TOKEN = "bench-token-0123456789abcdef"

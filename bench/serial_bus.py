@@ -33,12 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from alarmgw.clock import SystemClock  # noqa: E402
+from alarmgw.drivers.it100 import Message  # noqa: E402
+from alarmgw.drivers.it100_link import It100Link  # noqa: E402
+from alarmgw.drivers.modbus_client import HostPoller, rtu_link  # noqa: E402
+from alarmgw.drivers.modbus_map import load_profile  # noqa: E402
+from alarmgw.drivers.modbus_rtu import ReadRequest, ReadResponse, silence_s  # noqa: E402
 from alarmgw.model import Device, DeviceKind  # noqa: E402
-from drivers.it100 import Message  # noqa: E402
-from drivers.it100_link import It100Link  # noqa: E402
-from drivers.modbus_client import HostPoller, rtu_link  # noqa: E402
-from drivers.modbus_map import load_profile  # noqa: E402
-from drivers.modbus_rtu import ReadRequest, ReadResponse, silence_s  # noqa: E402
 
 BITS = 10
 SLOTS = 4  # host + 3 detectors
@@ -120,7 +120,7 @@ def main() -> int:
         site = folder / "site.yaml"
         site.write_text(SITE.format(folder=folder, baud=baud))
         sim = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "simulate", "-c", str(site)],
+            [sys.executable, "-m", "alarmgw.gateway.cli", "simulate", "-c", str(site)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,

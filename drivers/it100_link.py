@@ -16,14 +16,15 @@ from collections.abc import Callable, Mapping, Sequence
 import serial
 import serial_asyncio_fast
 
+from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
 from alarmgw.model import Device, Reading
 
-from .backoff import Backoff, RetryGate
 from .bus_health import ErrorWindow
 from .errors import DeviceRefused, LinkDown
 from .framing import FrameError, IncompleteFrame
 from .it100 import ACK, COMMAND_ERROR, POLL, STATUS_REQUEST, SYSTEM_ERROR, Message, Scope, decode
+from .retry import RetryGate
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
 from alarmgw.model import Device, Reading
 
-from .backoff import Backoff, RetryGate
 from .bus_health import ErrorWindow
 from .errors import DeviceRefused, DriverError, LinkDown
 from .modbus_map import BlockRead, CompiledLayout, Profile, compile_layout, decode_slot, plan_reads
 from .modbus_rtu import silence_s
+from .retry import RetryGate
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import aiomqtt
 
+from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
 from alarmgw.tasks import raise_if_cancelling
-
-from .backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from rich.console import Console
 
 from alarmgw import __version__
+from alarmgw.diagnostics.tickets import MOVES, IllegalTransition
+from alarmgw.simulator.modbus_server import SimulatorError
 from alarmgw.yamlfile import ConfigError
-from diagnostics.tickets import MOVES, IllegalTransition
-from simulator.modbus_server import SimulatorError
 
 from .config import LoadedSite, load_site
 from .payloads import ticket_json
@@ -233,7 +233,7 @@ def cmd_remote(args: argparse.Namespace) -> int:
 def cmd_sla_report(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from diagnostics.sla import share_report
+    from alarmgw.diagnostics.sla import share_report
 
     now = datetime.now(UTC)
     since = datetime.combine(args.since, datetime.min.time(), tzinfo=UTC)

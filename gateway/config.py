@@ -14,12 +14,12 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from alarmgw.diagnostics.rules import DEFAULT_FAULTS_FILE
+from alarmgw.drivers.json_map import JsonProfile, load_json_profile
+from alarmgw.drivers.modbus_map import Profile, load_profile
+from alarmgw.drivers.mqtt_link import BrokerSpec
 from alarmgw.model import Device, DeviceKind
 from alarmgw.yamlfile import ConfigError, load_yaml_model
-from diagnostics.rules import DEFAULT_FAULTS_FILE
-from drivers.json_map import JsonProfile, load_json_profile
-from drivers.modbus_map import Profile, load_profile
-from drivers.mqtt_link import BrokerSpec
 
 from .remote_auth import load_api_tokens, load_users
 

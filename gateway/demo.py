@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from simulator.scenario import load_scenario
+from alarmgw.simulator.scenario import load_scenario
 
 from .config import BrokerConfig, HostConfig, HttpConfig, LoadedSite, ModbusTcpEndpoint, load_site
 from .live import render, tickets_table

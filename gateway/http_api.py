@@ -31,7 +31,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from alarmgw import __version__
-from diagnostics.tickets import MOVES
+from alarmgw.diagnostics.tickets import MOVES
 
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .operations import Operations, Refusal
@@ -42,7 +42,7 @@ from .store import MAX_ID
 log = logging.getLogger(__name__)
 
 STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "invalid": 400, "failed": 500}
-DASHBOARD = Path(str(resources.files("gateway").joinpath("dashboard")))
+DASHBOARD = Path(str(resources.files("alarmgw.gateway").joinpath("dashboard")))
 
 
 # --- what the API returns (documented in the OpenAPI schema) -----------------------------

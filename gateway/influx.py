@@ -26,10 +26,10 @@ from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
+from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
 from alarmgw.model import Device, Reading
 from alarmgw.tasks import raise_if_cancelling
-from drivers.backoff import Backoff
 
 from .config import InfluxConfig
 

@@ -8,9 +8,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from alarmgw.diagnostics.sla import ClockState, ClockStatus
+from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.model import DeviceKind
-from diagnostics.sla import ClockState, ClockStatus
-from diagnostics.tickets import Ticket
 
 from .service import Gateway
 

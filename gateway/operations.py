@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from diagnostics.tickets import MOVES, Ticket, TicketError, moves_from
+from alarmgw.diagnostics.tickets import MOVES, Ticket, TicketError, moves_from
 
 from .payloads import ticket_json
 from .remote_auth import COMMANDS, Refused, Role, authorise

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from alarmgw.diagnostics.engine import FaultChange, FaultRaised
+from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.model import Reading
-from diagnostics.engine import FaultChange, FaultRaised
-from diagnostics.tickets import Ticket
 
 from .store import iso
 

@@ -20,9 +20,9 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from alarmgw.backoff import Backoff
+from alarmgw.drivers.mqtt_link import BrokerSpec
 from alarmgw.tasks import raise_if_cancelling
-from drivers.backoff import Backoff
-from drivers.mqtt_link import BrokerSpec
 
 from .operations import Operations
 from .remote_auth import Refused, Users, verify

@@ -19,7 +19,7 @@ from paho.mqtt.properties import Properties
 from rich.console import Console
 from rich.table import Table
 
-from drivers.mqtt_link import BrokerSpec
+from alarmgw.drivers.mqtt_link import BrokerSpec
 
 from .remote_auth import COMMANDS, make_request
 

@@ -11,9 +11,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
 from alarmgw.tasks import raise_if_cancelling
-from drivers.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -9,19 +9,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock, SystemClock
+from alarmgw.diagnostics.engine import Diagnoser, FaultChange, FaultRaised
+from alarmgw.diagnostics.escalation import Escalation, due_escalations
+from alarmgw.diagnostics.rules import load_fault_table
+from alarmgw.diagnostics.tickets import Ticket
+from alarmgw.drivers.errors import DriverError
+from alarmgw.drivers.it100_link import It100Link, It100Poller
+from alarmgw.drivers.modbus_client import HostPoller, ModbusLink, rtu_link, tcp_link
+from alarmgw.drivers.mqtt_devices import MqttDeviceFeed
+from alarmgw.drivers.mqtt_link import BrokerSpec, subscribe_forever
+from alarmgw.drivers.zigbee2mqtt import Zigbee2MqttRouter
 from alarmgw.model import Device, Reading
-from diagnostics.engine import Diagnoser, FaultChange, FaultRaised
-from diagnostics.escalation import Escalation, due_escalations
-from diagnostics.rules import load_fault_table
-from diagnostics.tickets import Ticket
-from drivers.backoff import Backoff
-from drivers.errors import DriverError
-from drivers.it100_link import It100Link, It100Poller
-from drivers.modbus_client import HostPoller, ModbusLink, rtu_link, tcp_link
-from drivers.mqtt_devices import MqttDeviceFeed
-from drivers.mqtt_link import BrokerSpec, subscribe_forever
-from drivers.zigbee2mqtt import Zigbee2MqttRouter
 
 from . import ha_discovery
 from .bus import Bus

@@ -17,9 +17,9 @@ from typing import get_args
 
 from pydantic import ValidationError
 
+from alarmgw.simulator.runner import Simulator
+from alarmgw.simulator.scenario import FaultName, Scenario, load_scenario
 from alarmgw.yamlfile import describe
-from simulator.runner import Simulator
-from simulator.scenario import FaultName, Scenario, load_scenario
 
 from .config import LoadedSite
 from .runtime import run_until_stopped

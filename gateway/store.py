@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from diagnostics.tickets import Ticket, TicketState
+from alarmgw.diagnostics.tickets import Ticket, TicketState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (

@@ -6,12 +6,12 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
+from alarmgw.diagnostics.diagnosis import Causes, diagnose, load_causes
+from alarmgw.diagnostics.engine import FaultChange, FaultCleared, FaultRaised
+from alarmgw.diagnostics.rules import FaultTable
+from alarmgw.diagnostics.sla import PROMISE, ServicePolicy, in_warranty
+from alarmgw.diagnostics.tickets import Ticket, TicketState, impact_of
 from alarmgw.model import Device
-from diagnostics.diagnosis import Causes, diagnose, load_causes
-from diagnostics.engine import FaultChange, FaultCleared, FaultRaised
-from diagnostics.rules import FaultTable
-from diagnostics.sla import PROMISE, ServicePolicy, in_warranty
-from diagnostics.tickets import Ticket, TicketState, impact_of
 
 from .config import SiteInfo
 from .store import Store

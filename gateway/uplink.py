@@ -24,15 +24,15 @@ from datetime import datetime
 
 import aiomqtt
 
+from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
+from alarmgw.diagnostics.engine import FaultChange
+from alarmgw.diagnostics.escalation import Escalation
+from alarmgw.diagnostics.rules import FaultTable
+from alarmgw.diagnostics.tickets import Ticket
+from alarmgw.drivers.mqtt_link import BrokerSpec
 from alarmgw.model import DeviceKind, Reading
 from alarmgw.tasks import raise_if_cancelling
-from diagnostics.engine import FaultChange
-from diagnostics.escalation import Escalation
-from diagnostics.rules import FaultTable
-from diagnostics.tickets import Ticket
-from drivers.backoff import Backoff
-from drivers.mqtt_link import BrokerSpec
 
 from .payloads import fault_event, telemetry, ticket_event
 from .store import OutboxMessage, Store, iso

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.modbus_server import HostEndpoint
-from simulator.runner import RtuUnit, SerialBusEndpoint, Simulator, Z2mEndpoint
-from simulator.scenario import Scenario
+from alarmgw.simulator.modbus_server import HostEndpoint
+from alarmgw.simulator.runner import RtuUnit, SerialBusEndpoint, Simulator, Z2mEndpoint
+from alarmgw.simulator.scenario import Scenario
 
 from .config import LoadedSite
 

@@ -15,10 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from alarmgw.clock import Clock
-from alarmgw.model import Device, DeviceKind
-from alarmgw.tasks import cancel_and_wait
-from drivers.framing import FrameError, IncompleteFrame
-from drivers.it100 import (
+from alarmgw.drivers.framing import FrameError, IncompleteFrame
+from alarmgw.drivers.it100 import (
     ACK,
     COMMAND_ERROR,
     POLL,
@@ -29,6 +27,8 @@ from drivers.it100 import (
     Message,
     decode,
 )
+from alarmgw.model import Device, DeviceKind
+from alarmgw.tasks import cancel_and_wait
 
 from .models import SimSite
 from .serial_line import SerialLine

@@ -12,8 +12,8 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from alarmgw.clock import Clock
+from alarmgw.drivers.modbus_map import CompiledLayout, Profile, compile_layout, encode_slot
 from alarmgw.model import Device
-from drivers.modbus_map import CompiledLayout, Profile, compile_layout, encode_slot
 
 from .models import SimSite
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from alarmgw.clock import Clock
-from drivers.framing import FrameError, IncompleteFrame
-from drivers.modbus_rtu import ExceptionResponse, ReadRequest, ReadResponse, decode_request, silence_s
+from alarmgw.drivers.framing import FrameError, IncompleteFrame
+from alarmgw.drivers.modbus_rtu import ExceptionResponse, ReadRequest, ReadResponse, decode_request, silence_s
 
 from .modbus_server import HostRegisters
 from .serial_line import SerialLine

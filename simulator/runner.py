@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alarmgw.clock import Clock, SystemClock
+from alarmgw.drivers.modbus_map import Profile
+from alarmgw.drivers.mqtt_link import BrokerSpec
 from alarmgw.model import Device
-from drivers.modbus_map import Profile
-from drivers.mqtt_link import BrokerSpec
 
 from .it100_panel import It100Panel
 from .modbus_server import HostEndpoint, HostRegisters, ModbusHostServer

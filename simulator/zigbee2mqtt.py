@@ -12,11 +12,11 @@ from collections.abc import Mapping
 
 import aiomqtt
 
+from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
+from alarmgw.drivers.mqtt_link import BrokerSpec
 from alarmgw.model import Device, DeviceKind
 from alarmgw.tasks import cancel_and_wait, raise_if_cancelling
-from drivers.backoff import Backoff
-from drivers.mqtt_link import BrokerSpec
 
 from .models import SimSite
 

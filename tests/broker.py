@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from gateway.runtime import free_port
+from alarmgw.gateway.runtime import free_port
 from tests.services import wait_until_up
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from alarmgw.clock import ManualClock
+from alarmgw.diagnostics.tickets import Ticket
+from alarmgw.gateway.config import LoadedSite, load_site
+from alarmgw.gateway.remote_auth import token_entry
+from alarmgw.gateway.runtime import free_port
+from alarmgw.gateway.service import Gateway
+from alarmgw.gateway.wiring import simulator_endpoints
+from alarmgw.simulator.runner import Simulator
+from alarmgw.simulator.scenario import Scenario
 from alarmgw.tasks import cancel_and_wait
-from diagnostics.tickets import Ticket
-from gateway.config import LoadedSite, load_site
-from gateway.remote_auth import token_entry
-from gateway.runtime import free_port
-from gateway.service import Gateway
-from gateway.wiring import simulator_endpoints
-from simulator.runner import Simulator
-from simulator.scenario import Scenario
 from tests.broker import Mosquitto
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

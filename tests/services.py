@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.runtime import free_port
+from alarmgw.gateway.runtime import free_port
 
 
 def wait_until_up(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from diagnostics.diagnosis import diagnose, features, load_causes, slope_per_s
+from alarmgw.diagnostics.diagnosis import diagnose, features, load_causes, slope_per_s
 
 CAUSES = load_causes()
 T0 = datetime(2026, 1, 5, tzinfo=UTC)

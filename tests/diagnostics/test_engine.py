@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from alarmgw.diagnostics.engine import Diagnoser, FaultCleared, FaultRaised
+from alarmgw.diagnostics.rules import load_fault_table
 from alarmgw.model import Device, DeviceKind, Event, Reading
-from diagnostics.engine import Diagnoser, FaultCleared, FaultRaised
-from diagnostics.rules import load_fault_table
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TABLE = load_fault_table()

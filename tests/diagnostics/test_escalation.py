@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from diagnostics.escalation import due_escalations
-from diagnostics.sla import share_report
-from diagnostics.tickets import Ticket, TicketState
+from alarmgw.diagnostics.escalation import due_escalations
+from alarmgw.diagnostics.sla import share_report
+from alarmgw.diagnostics.tickets import Ticket, TicketState
 
 T0 = datetime(2026, 3, 2, 23, 40, tzinfo=UTC)  # late evening: the clocks run past midnight
 M = timedelta(minutes=1)

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from diagnostics.sla import ClockState, Stamps, add_months, clocks, in_warranty
-from diagnostics.tickets import TRANSITIONS, IllegalTransition, Ticket, TicketState
+from alarmgw.diagnostics.sla import ClockState, Stamps, add_months, clocks, in_warranty
+from alarmgw.diagnostics.tickets import TRANSITIONS, IllegalTransition, Ticket, TicketState
 
 T0 = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)  # late evening: clocks run across midnight
 H = timedelta(hours=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.bus_health import ErrorWindow
+from alarmgw.drivers.bus_health import ErrorWindow
 
 
 def test_no_rate_until_enough_transactions() -> None:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.framing import FrameError, IncompleteFrame
-from drivers.it100 import Message, Scope, decode
+from alarmgw.drivers.framing import FrameError, IncompleteFrame
+from alarmgw.drivers.it100 import Message, Scope, decode
 
 VECTORS = [
     (b"00090\r\n", Message("000"), None),  # poll: 0x30*3 = 0x90

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from alarmgw.backoff import Backoff
 from alarmgw.clock import ManualClock
+from alarmgw.drivers.errors import DeviceRefused, LinkDown
+from alarmgw.drivers.modbus_client import HostPoller, tcp_link
+from alarmgw.drivers.modbus_map import BlockRead, load_profile
+from alarmgw.gateway.runtime import free_port
 from alarmgw.model import Device, DeviceKind
-from drivers.backoff import Backoff
-from drivers.errors import DeviceRefused, LinkDown
-from drivers.modbus_client import HostPoller, tcp_link
-from drivers.modbus_map import BlockRead, load_profile
-from gateway.runtime import free_port
-from simulator.modbus_server import HostEndpoint
-from simulator.runner import Simulator
+from alarmgw.simulator.modbus_server import HostEndpoint
+from alarmgw.simulator.runner import Simulator
 
 PROFILE = load_profile(Path(__file__).parents[2] / "config/profiles/sim-wh100.yaml")
 HOST = Device("h1", DeviceKind.HOST, "h1", None)

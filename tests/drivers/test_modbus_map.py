@@ -8,9 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alarmgw.model import DeviceKind
-from alarmgw.yamlfile import ConfigError
-from drivers.modbus_map import (
+from alarmgw.drivers.modbus_map import (
     MODBUS_MAX_READ_REGISTERS,
     compile_layout,
     decode_slot,
@@ -18,6 +16,8 @@ from drivers.modbus_map import (
     load_profile,
     plan_reads,
 )
+from alarmgw.model import DeviceKind
+from alarmgw.yamlfile import ConfigError
 
 PROFILE = load_profile(Path(__file__).parents[2] / "config/profiles/sim-wh100.yaml")
 DETECTOR = compile_layout(PROFILE.layout_for(DeviceKind.SMOKE_DETECTOR), PROFILE.slot_registers)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.framing import FrameError, IncompleteFrame
-from drivers.modbus_rtu import (
+from alarmgw.drivers.framing import FrameError, IncompleteFrame
+from alarmgw.drivers.modbus_rtu import (
     ExceptionResponse,
     ReadRequest,
     ReadResponse,

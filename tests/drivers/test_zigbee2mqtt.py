@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.json_map import PayloadError, load_json_profile
-from drivers.zigbee2mqtt import Zigbee2MqttRouter, parse_state
+from alarmgw.drivers.json_map import PayloadError, load_json_profile
+from alarmgw.drivers.zigbee2mqtt import Zigbee2MqttRouter, parse_state
 
 PROFILE = load_json_profile(Path(__file__).parents[2] / "config/profiles/zigbee2mqtt.yaml")
 ROUTER = Zigbee2MqttRouter("zigbee2mqtt", "zb", {"kitchen smoke": "s1", "hall/pir": "p1"}, PROFILE)

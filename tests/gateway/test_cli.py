@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from gateway.runtime import free_port
+from alarmgw.gateway.runtime import free_port
 from tests.conftest import write_site
 
 ROOT = Path(__file__).resolve().parents[2]
 
-ALARMGW = [sys.executable, "-m", "gateway.cli"]
+ALARMGW = [sys.executable, "-m", "alarmgw.gateway.cli"]
 SCENARIO = """\
 seed: 3
 report_interval_s: {repeater: 2, smoke_detector: 2, pir_detector: 2}
@@ -209,7 +209,7 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
     _, rest = proc.communicate(timeout=10)
     assert proc.returncode == 0
     lines = [first] + [json.loads(line) for line in rest.splitlines() if line.strip()]
-    assert first["level"] == "info" and first["logger"] == "gateway.service" and first["at"].endswith("Z")
+    assert first["level"] == "info" and first["logger"] == "alarmgw.gateway.service" and first["at"].endswith("Z")
     assert any(line["message"].startswith("stats readings=") for line in lines)
 
 

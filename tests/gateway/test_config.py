@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from alarmgw.gateway.config import load_site
 from alarmgw.yamlfile import ConfigError
-from gateway.config import load_site
 
 HEAD = (
     "site: {id: s1}\nbuses:\n  - {id: b1, port: ttyB1, protocol: modbus_rtu}\n"

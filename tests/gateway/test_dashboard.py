@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from gateway.runtime import free_port
+from alarmgw.gateway.runtime import free_port
 from tests.conftest import ENGINEER_TOKEN, VIEWER_TOKEN, Harness, harness_for, http_extra, write_site
 
 CHROMIUM = "/usr/bin/chromium"

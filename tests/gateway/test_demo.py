@@ -14,7 +14,7 @@ async def test_demo_serves_the_dashboard_and_prints_its_address() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.cli",
+        "alarmgw.gateway.cli",
         "demo",
         "--plain",
         "--duration",

@@ -7,11 +7,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from alarmgw.clock import ManualClock
-from diagnostics.tickets import TicketState
-from gateway.config import load_site
-from gateway.service import Gateway
-from gateway.store import Store
-from simulator.modbus_server import ModbusHostServer
+from alarmgw.diagnostics.tickets import TicketState
+from alarmgw.gateway.config import load_site
+from alarmgw.gateway.service import Gateway
+from alarmgw.gateway.store import Store
+from alarmgw.simulator.modbus_server import ModbusHostServer
 from tests.conftest import POLL_S, Harness, write_site
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiomqtt
 
-from gateway.runtime import free_port
+from alarmgw.gateway.runtime import free_port
 from tests.broker import Mosquitto
 from tests.conftest import harness_for, write_site
 

@@ -15,9 +15,9 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.config import HttpConfig
-from gateway.runtime import free_port
-from gateway.store import iso
+from alarmgw.gateway.config import HttpConfig
+from alarmgw.gateway.runtime import free_port
+from alarmgw.gateway.store import iso
 from tests.conftest import ENGINEER_TOKEN, VIEWER_TOKEN, Harness, harness_for, http_extra, write_site
 
 VIEW = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
@@ -257,7 +257,7 @@ async def test_run_refuses_a_taken_port_clearly(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         path = write_site(tmp_path, free_port(), extra=http_extra(tmp_path, port=port))
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "run", "-c", str(path), stderr=asyncio.subprocess.PIPE
+            sys.executable, "-m", "alarmgw.gateway.cli", "run", "-c", str(path), stderr=asyncio.subprocess.PIPE
         )
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
@@ -266,7 +266,14 @@ async def test_run_refuses_a_taken_port_clearly(tmp_path: Path) -> None:
 
 async def test_api_token_command_makes_a_token_the_gateway_accepts(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "api-token", "tech-1", "--role", "engineer", stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "alarmgw.gateway.cli",
+        "api-token",
+        "tech-1",
+        "--role",
+        "engineer",
+        stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0

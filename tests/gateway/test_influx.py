@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.influx import InfluxTelemetry
-from gateway.runtime import free_port
+from alarmgw.gateway.influx import InfluxTelemetry
+from alarmgw.gateway.runtime import free_port
 from tests.conftest import Harness, harness_for, write_site
 from tests.services import VictoriaMetrics
 

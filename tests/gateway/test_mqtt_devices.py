@@ -10,9 +10,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from diagnostics.tickets import Ticket
-from gateway.config import load_site
-from gateway.service import Gateway
+from alarmgw.diagnostics.tickets import Ticket
+from alarmgw.gateway.config import load_site
+from alarmgw.gateway.service import Gateway
 from tests.broker import Mosquitto
 
 SITE = """\
@@ -122,8 +122,8 @@ async def test_malformed_payloads_are_counted_and_change_nothing(gateway: Gatewa
 
 
 async def test_simulated_zigbee2mqtt_bridge_end_to_end(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    from gateway.wiring import simulator_for
-    from simulator.scenario import Scenario
+    from alarmgw.gateway.wiring import simulator_for
+    from alarmgw.simulator.scenario import Scenario
 
     site_file = tmp_path / "site.yaml"
     site_file.write_text(SITE.format(port=mosquitto.port, base=f"z2m-sim-{tmp_path.name}"))

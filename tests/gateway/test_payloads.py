@@ -8,10 +8,10 @@ from pathlib import Path
 
 import jsonschema
 
+from alarmgw.diagnostics.engine import FaultCleared, FaultRaised
+from alarmgw.diagnostics.tickets import Ticket, TicketState
+from alarmgw.gateway.payloads import fault_event, telemetry, ticket_event
 from alarmgw.model import Reading
-from diagnostics.engine import FaultCleared, FaultRaised
-from diagnostics.tickets import Ticket, TicketState
-from gateway.payloads import fault_event, telemetry, ticket_event
 
 SCHEMAS = Path(__file__).parents[2] / "docs/schemas"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

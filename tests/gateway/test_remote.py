@@ -16,8 +16,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.remote_auth import make_request
-from gateway.runtime import free_port
+from alarmgw.gateway.remote_auth import make_request
+from alarmgw.gateway.runtime import free_port
 from tests.broker import Mosquitto
 from tests.conftest import Harness, harness_for, write_site
 
@@ -52,7 +52,7 @@ async def tool(ctx: dict[str, Any], user: str, *args: str) -> tuple[int, Any, st
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.cli",
+        "alarmgw.gateway.cli",
         "remote",
         "--broker",
         f"mqtt://127.0.0.1:{ctx['port']}",
@@ -112,7 +112,7 @@ async def test_engineer_session(site: tuple[Harness, dict[str, Any]]) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.cli",
+        "alarmgw.gateway.cli",
         "sla-report",
         "--since",
         h.clock.now().date().isoformat(),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from alarmgw.backoff import Backoff
 from alarmgw.clock import ManualClock
-from drivers.backoff import Backoff
-from gateway.scheduler import PollJob, Supervised, run_job, run_jobs, stagger
+from alarmgw.gateway.scheduler import PollJob, Supervised, run_job, run_jobs, stagger
 
 
 async def stop(task: asyncio.Task[None]) -> None:

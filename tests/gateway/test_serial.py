@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from alarmgw.clock import ManualClock
+from alarmgw.diagnostics.tickets import Ticket
+from alarmgw.drivers.errors import DeviceRefused
+from alarmgw.drivers.it100_link import It100Link
+from alarmgw.gateway.config import load_site
+from alarmgw.gateway.service import Gateway
+from alarmgw.gateway.wiring import simulator_buses, simulator_endpoints
+from alarmgw.simulator.scenario import Scenario
 from alarmgw.tasks import cancel_and_wait
-from diagnostics.tickets import Ticket
-from drivers.errors import DeviceRefused
-from drivers.it100_link import It100Link
-from gateway.config import load_site
-from gateway.service import Gateway
-from gateway.wiring import simulator_buses, simulator_endpoints
-from simulator.scenario import Scenario
 from tests.conftest import POLL_S, poll_cycles, wait_all
 
 SITE = """\
@@ -61,7 +61,7 @@ class SerialHarness:
             report_interval_s={"smoke_detector": 20, "pir_detector": 20},  # type: ignore[dict-item]
             line_noise={"rs485-1": noise, "rs232-1": noise},
         )
-        from simulator.runner import Simulator
+        from alarmgw.simulator.runner import Simulator
 
         self.sim = Simulator(
             simulator_endpoints(self.site), scenario, clock=self.clock, buses=simulator_buses(self.site)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.store import OutboxMessage, Store
+from alarmgw.gateway.store import OutboxMessage, Store
 
 
 def msg(kind: str, n: int) -> OutboxMessage:

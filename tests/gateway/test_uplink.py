@@ -19,8 +19,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from diagnostics.tickets import TicketState
-from gateway.runtime import free_port
+from alarmgw.diagnostics.tickets import TicketState
+from alarmgw.gateway.runtime import free_port
 from tests.broker import Mosquitto
 from tests.conftest import Harness, harness_for, write_site
 
@@ -186,7 +186,7 @@ def test_gateway_killed_with_a_full_outbox_delivers_after_restart(tmp_path: Path
     scenario.write_text(
         "faults:\n  - {at: 0.2, device: pir-2, fault: tamper}\n  - {at: 0.2, device: pir-3, fault: tamper}\n"
     )
-    run = [sys.executable, "-m", "gateway.cli"]
+    run = [sys.executable, "-m", "alarmgw.gateway.cli"]
     sim = subprocess.Popen(
         [*run, "simulate", "-c", str(site), "--scenario", str(scenario)],
         stdout=subprocess.PIPE,
