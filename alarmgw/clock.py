@@ -15,6 +15,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
+def iso(at: datetime) -> str:
+    """ISO 8601 in UTC with a Z, to the millisecond: how every stamp is stored and published."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    """The inverse of `iso` (also takes an explicit offset)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 class Clock(Protocol):
     """What the rest of the code may ask of time."""
 

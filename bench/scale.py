@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALARMGW = [sys.executable, "-m", "alarmgw.gateway.cli"]
 sys.path.insert(0, str(ROOT))
 
-from alarmgw.gateway.remote_auth import token_entry  # noqa: E402
+from alarmgw.gateway.credentials import token_entry  # noqa: E402
 from alarmgw.gateway.runtime import free_port, free_ports  # noqa: E402
 from tests.services import VictoriaMetrics  # noqa: E402
 

@@ -22,14 +22,11 @@ from alarmgw.model import Device, Reading
 
 from .bus_health import ErrorWindow
 from .errors import DeviceRefused, LinkDown
-from .framing import FrameError, IncompleteFrame
-from .it100 import ACK, COMMAND_ERROR, POLL, STATUS_REQUEST, SYSTEM_ERROR, Message, Scope, decode
+from .framing import Deframer, FrameError
+from .it100 import ACK, COMMAND_ERROR, MAX_FRAME, POLL, STATUS_REQUEST, SYSTEM_ERROR, Message, Scope, decode
 from .retry import RetryGate
 
 log = logging.getLogger(__name__)
-
-# Largest amount of unparsed input kept: a few frames. More means the line is garbage.
-MAX_BUFFER = 512
 
 
 class It100Link(asyncio.Protocol):
@@ -55,14 +52,18 @@ class It100Link(asyncio.Protocol):
         self._gate = RetryGate(clock, backoff)
         self._lock = asyncio.Lock()
         self._transport: asyncio.BaseTransport | None = None
-        self._buf = bytearray()
+        self._deframer = Deframer(decode, MAX_FRAME)
         self._pending: tuple[str, asyncio.Future[str]] | None = None
         self.on_message: Callable[[Message], None] = lambda m: None
         self.errors = ErrorWindow()
         self.opens = 0
-        self.bad_frames = 0
         self.requests = 0
         self.failures = 0
+
+    @property
+    def bad_frames(self) -> int:
+        """Garbled frames received since the link was made; any of them may have been a report."""
+        return self._deframer.bad_frames
 
     @property
     def connected(self) -> bool:
@@ -77,21 +78,11 @@ class It100Link(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self._buf.extend(data)
-        while self._buf:
-            try:
-                msg, used = decode(bytes(self._buf))
-            except IncompleteFrame:
-                if len(self._buf) > MAX_BUFFER:
-                    del self._buf[:-MAX_BUFFER]
-                return
-            except FrameError as exc:
-                self.bad_frames += 1
+        for msg in self._deframer.feed(data):
+            if isinstance(msg, FrameError):
                 self.errors.garbled()
-                log.debug("%s: dropped bad frame: %s", self.name, exc)
-                del self._buf[: exc.skip]
+                log.debug("%s: dropped bad frame: %s", self.name, msg)
                 continue
-            del self._buf[:used]
             pending = self._pending
             if pending is not None and not pending[1].done():
                 if msg.command == ACK and msg.data == pending[0]:
@@ -108,7 +99,7 @@ class It100Link(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         log.warning("%s: port %s lost (%s)", self.name, self.port, exc or "closed")
         self._transport = None
-        self._buf.clear()
+        self._deframer.clear()
         if self._pending is not None and not self._pending[1].done():
             self._pending[1].set_exception(LinkDown(f"{self.name}: port {self.port} lost"))
         self._gate.failed()

@@ -17,6 +17,7 @@ from alarmgw.clock import Clock
 from alarmgw.model import Reading
 
 from .json_map import PayloadError
+from .mqtt_link import BrokerSpec, subscribe_forever
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +67,22 @@ class MqttDeviceFeed:
         """The latch as readings, one per device heard from."""
         now = self._clock.now()
         return [Reading(d, now, dict(v)) for d, v in self.latched.items()]
+
+    async def run(self, broker: BrokerSpec) -> None:
+        """Subscribe on the site's device broker and take every message, until cancelled;
+        reconnects with backoff. `subscribed` is set while the subscriptions hold."""
+
+        async def connected() -> None:
+            self.subscribed.set()
+
+        try:
+            await subscribe_forever(
+                broker,
+                self.subscriptions,
+                self.on_message,
+                self._clock,
+                on_connect=connected,
+                on_down=self.subscribed.clear,
+            )
+        finally:
+            self.subscribed.clear()

@@ -58,6 +58,43 @@ class BrokerSpec:
 
 
 Handler = Callable[[str, bytes], None]
+Session = Callable[[aiomqtt.Client], Awaitable[None]]
+
+
+async def stay_connected(
+    broker: BrokerSpec,
+    session: Session,
+    clock: Clock,
+    *,
+    name: str,
+    will: aiomqtt.Will | None = None,
+    backoff: Backoff | None = None,
+    on_down: Callable[[], None] | None = None,
+) -> None:
+    """Connect, run `session(client)`, and whenever the connection fails wait a backoff
+    (reset at each successful connect) and do it again; until cancelled or the session
+    returns. The one place MQTT connections are kept up: the device feed, the uplink, the
+    remote desk and the simulator's bridge all go through it."""
+    backoff = backoff or Backoff()
+    while True:
+        raise_if_cancelling()
+        try:
+            async with broker.client(will=will) as client:
+                backoff.reset()
+                await session(client)
+                return
+        except aiomqtt.MqttError as exc:
+            if on_down is not None:
+                on_down()
+            delay = backoff.next_delay()
+            log.warning("%s: broker %s:%d: %s; reconnecting in %.1f s", name, broker.host, broker.port, exc, delay)
+            await clock.sleep_until(clock.monotonic() + delay)
+
+
+def payload_bytes(message: aiomqtt.Message) -> bytes:
+    """A message's payload as bytes, whatever type paho handed over."""
+    p = message.payload
+    return bytes(p) if isinstance(p, bytes | bytearray) else str(p).encode()
 
 
 async def subscribe_forever(
@@ -68,23 +105,17 @@ async def subscribe_forever(
     *,
     backoff: Backoff | None = None,
     on_connect: Callable[[], Awaitable[None]] | None = None,
+    on_down: Callable[[], None] | None = None,
 ) -> None:
     """Receive messages on `topics` until cancelled, reconnecting with backoff."""
-    backoff = backoff or Backoff()
-    while True:
-        raise_if_cancelling()
-        try:
-            async with broker.client() as client:
-                for topic in topics:
-                    await client.subscribe(topic, qos=1)
-                backoff.reset()
-                log.info("subscribed to %s on %s:%d", ", ".join(topics), broker.host, broker.port)
-                if on_connect is not None:
-                    await on_connect()
-                async for message in client.messages:
-                    payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-                    on_message(message.topic.value, payload)
-        except aiomqtt.MqttError as exc:
-            delay = backoff.next_delay()
-            log.warning("broker %s:%d: %s; reconnecting in %.1f s", broker.host, broker.port, exc, delay)
-            await clock.sleep_until(clock.monotonic() + delay)
+
+    async def session(client: aiomqtt.Client) -> None:
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+        log.info("subscribed to %s on %s:%d", ", ".join(topics), broker.host, broker.port)
+        if on_connect is not None:
+            await on_connect()
+        async for message in client.messages:
+            on_message(message.topic.value, payload_bytes(message))
+
+    await stay_connected(broker, session, clock, name="device feed", backoff=backoff, on_down=on_down)

@@ -1,2 +1,4 @@
-"""The gateway service: site file, poll scheduler, ticket store, uplink, remote commands,
-the `alarmgw` command. It wires `drivers` and `diagnostics` together for one site."""
+"""The site gateway (`alarmgw.gateway`): the site core (`core`) on its store (`store`), and the
+faces a site file asks for around it, built by the composition root (`app`): the uplink,
+remote commands, the HTTP API and dashboard, metrics, InfluxDB, Home Assistant; and the
+`alarmgw` command (`cli`). See docs/architecture.md."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -25,11 +26,10 @@ from alarmgw.simulator.modbus_server import SimulatorError
 from alarmgw.yamlfile import ConfigError
 
 from .config import LoadedSite, load_site
+from .credentials import RANK, Role
 from .payloads import ticket_json
-from .remote_auth import RANK, Role
 from .runtime import HttpError, run_until_stopped
 from .store import Store, StoreError
-from .ticketing import move_ticket
 
 log = logging.getLogger("alarmgw")
 
@@ -132,6 +132,10 @@ def _store_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("-c", "--config", type=Path, help="take the store path from this site file")
 
 
+class UsageError(Exception):
+    """The command line asks for something that cannot be done as given."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The demo's screen is its output; elsewhere the log is (journald picks up stderr).
@@ -145,58 +149,76 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # pymodbus logs every missed answer at error level; our links report those themselves.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    err = Console(stderr=True)
     try:
-        if args.command == "check-config":
-            return cmd_check_config(args.file)
-        if args.command == "api-token":
-            return cmd_api_token(args.name, args.role)
-        if args.command == "tickets":
-            return cmd_tickets(args)
-        if args.command == "remote":
-            return cmd_remote(args)
-        if args.command == "sla-report":
-            return cmd_sla_report(args)
-        if args.command == "run":
-            return asyncio.run(cmd_run(load_site(args.config), args.db))
-        if args.command == "simulate":
-            from .simulate import simulate
-
-            return asyncio.run(simulate(load_site(args.config), args.scenario, args.seed, args.duration))
-        if args.command == "demo":
-            from .demo import demo
-
-            return asyncio.run(demo(args.duration, args.db, args.seed, args.plain, args.broker, args.http_port))
-    except ConfigError as exc:
-        err.print(f"[bold red]config error[/] in {exc.path}:", highlight=False)
-        for problem in exc.problems:
-            err.print(f"  {problem}", highlight=False, soft_wrap=True)
-        return 2
-    except StoreError as exc:
-        err.print(f"[bold red]store error[/]: {exc}", highlight=False, soft_wrap=True)
-        return 2
-    except HttpError as exc:
-        err.print(f"[bold red]http error[/]: {exc}", highlight=False, soft_wrap=True)
-        return 2
-    except SimulatorError as exc:
-        err.print(f"[bold red]simulator error[/]: {exc}", highlight=False, soft_wrap=True)
-        return 2
-    except IllegalTransition as exc:
-        err.print(f"[bold red]refused[/]: {exc}", highlight=False, soft_wrap=True)
-        return 1
+        return _dispatch(args)
     except KeyboardInterrupt:
         return 130
+    except tuple(ERRORS) as exc:
+        heading, code = next(v for k, v in ERRORS.items() if isinstance(exc, k))
+        err = Console(stderr=True)
+        if isinstance(exc, ConfigError):
+            err.print(f"[bold red]{heading}[/] in {exc.path}:", highlight=False)
+            for problem in exc.problems:
+                err.print(f"  {problem}", highlight=False, soft_wrap=True)
+        else:
+            err.print(f"[bold red]{heading}[/]: {exc}", highlight=False, soft_wrap=True)
+        return code
+
+
+# What each kind of error is called on the terminal, and the exit code it ends with.
+ERRORS: dict[type[Exception], tuple[str, int]] = {
+    ConfigError: ("config error", 2),
+    StoreError: ("store error", 2),
+    HttpError: ("http error", 2),
+    SimulatorError: ("simulator error", 2),
+    UsageError: ("error", 2),
+    IllegalTransition: ("refused", 1),
+}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check-config":
+        return cmd_check_config(args.file)
+    if args.command == "api-token":
+        return cmd_api_token(args.name, args.role)
+    if args.command == "tickets":
+        return cmd_tickets(args)
+    if args.command == "remote":
+        return cmd_remote(args)
+    if args.command == "sla-report":
+        return cmd_sla_report(args)
+    if args.command == "run":
+        return asyncio.run(cmd_run(load_site(args.config), args.db))
+    if args.command == "simulate":
+        from .simulate import simulate
+
+        return asyncio.run(simulate(load_site(args.config), args.scenario, args.seed, args.duration))
+    if args.command == "demo":
+        from .demo import demo
+
+        return asyncio.run(demo(args.duration, args.db, args.seed, args.plain, args.broker, args.http_port))
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def read_secret(path: Path) -> str:
+    """The engineer's secret from its file, or UsageError naming the file and what is wrong."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise UsageError(f"--secret-file {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"--secret-file {path}: is a folder, not a file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--secret-file {path}: cannot read it: {exc}") from None
 
 
 def cmd_remote(args: argparse.Namespace) -> int:
     from .remote_cli import RemoteError, broker_from_url, call, show
 
     err, out = Console(stderr=True), Console()
-    secret = args.secret_file.read_text().strip() if args.secret_file else os.environ.get("ALARMGW_SECRET", "")
+    secret = read_secret(args.secret_file) if args.secret_file else os.environ.get("ALARMGW_SECRET", "")
     if not args.user or not secret:
-        err.print("[bold red]remote[/]: give --user and --secret-file (or $ALARMGW_USER and $ALARMGW_SECRET)")
-        return 2
+        raise UsageError("remote: give --user and --secret-file (or $ALARMGW_USER and $ALARMGW_SECRET)")
     req: dict[str, object] = {}
     if args.target is not None:
         req["id"] = args.target
@@ -217,8 +239,7 @@ def cmd_remote(args: argparse.Namespace) -> int:
             )
         )
     except RemoteError as exc:
-        err.print(f"[bold red]remote[/]: {exc}", highlight=False, soft_wrap=True)
-        return 2
+        raise UsageError(f"remote: {exc}") from None
     if args.json:
         print(json.dumps(reply, indent=2))
     elif reply.get("ok"):
@@ -238,7 +259,7 @@ def cmd_sla_report(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     since = datetime.combine(args.since, datetime.min.time(), tzinfo=UTC)
     with _open_store(args) as store:
-        tickets = [t for t in store.tickets() if t.opened_at >= since]
+        tickets = [t for t in store.tickets.all() if t.opened_at >= since]
     report = share_report((t.fault, t.clocks(now)) for t in tickets)
     if args.json:
         print(json.dumps({"since": since.isoformat(), "tickets": len(tickets), "faults": report}, indent=2))
@@ -258,7 +279,7 @@ def cmd_sla_report(args: argparse.Namespace) -> int:
 
 
 def cmd_api_token(name: str, role: Role) -> int:
-    from .remote_auth import new_api_token, token_entry
+    from .credentials import new_api_token, token_entry
 
     token = new_api_token()
     print(f"token for {name} ({role}); give it to them, it is not kept anywhere:\n  {token}")
@@ -275,10 +296,11 @@ def cmd_check_config(path: Path) -> int:
 
 
 async def cmd_run(site: LoadedSite, db: Path | None) -> int:
-    from .service import Gateway
+    from .app import Gateway
 
-    store = Store(db) if db else None
-    async with Gateway(site, store=store) as gw:
+    async with contextlib.AsyncExitStack() as stack:
+        store = stack.enter_context(Store(db)) if db else None
+        gw = await stack.enter_async_context(Gateway(site, store=store))
         if gw.http is not None:
             log.info("dashboard and API on %s", gw.http.url)
         loop = asyncio.get_running_loop()
@@ -309,24 +331,25 @@ def cmd_tickets(args: argparse.Namespace) -> int:
     out = Console()
     with _open_store(args) as store:
         if args.action == "list":
-            tickets = store.tickets(include_closed=not args.open)
+            tickets = store.tickets.all(include_closed=not args.open)
             if args.json:
                 print(json.dumps([ticket_json(t, datetime.now(UTC)) for t in tickets], indent=2))
             else:
                 out.print(tickets_table(tickets, datetime.now(UTC)))
             return 0
         if args.action == "show":
-            t = store.get(args.id)
+            t = store.tickets.get(args.id)
             data = ticket_json(t, datetime.now(UTC))
-            data["history"] = store.history(args.id)
+            data["history"] = store.tickets.log(args.id)
             if args.json:
                 print(json.dumps(data, indent=2))
             else:
                 for k, v in data.items():
                     out.print(f"[bold]{k}[/]: {v}", highlight=False)
             return 0
-        before = store.get(args.id)
-        moved = move_ticket(store, args.id, MOVES[args.action], datetime.now(UTC), actor=args.by, note=args.note)
+        before = store.tickets.get(args.id)
+        # The store queues the move for the uplink itself, in the same transaction.
+        moved = store.tickets.move(args.id, MOVES[args.action], datetime.now(UTC), actor=args.by, note=args.note)
         out.print(f"ticket {moved.id}: {before.state.value} -> {moved.state.value}")
         return 0
 

@@ -21,7 +21,7 @@ from alarmgw.drivers.mqtt_link import BrokerSpec
 from alarmgw.model import Device, DeviceKind
 from alarmgw.yamlfile import ConfigError, load_yaml_model
 
-from .remote_auth import load_api_tokens, load_users
+from .credentials import load_api_tokens, load_users
 
 Seconds = Annotated[float, Field(gt=0)]
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]

@@ -13,11 +13,12 @@ from rich.live import Live
 
 from alarmgw.simulator.scenario import load_scenario
 
+from .app import Gateway
+from .changes import TicketEvent
 from .config import BrokerConfig, HostConfig, HttpConfig, LoadedSite, ModbusTcpEndpoint, load_site
+from .credentials import new_api_token, token_entry
 from .live import render, tickets_table
-from .remote_auth import new_api_token, token_entry
 from .runtime import free_port, run_until_stopped
-from .service import Gateway
 from .wiring import simulator_for
 
 
@@ -104,8 +105,9 @@ async def _demo(
         scenario = scenario.model_copy(update={"seed": seed})
     live = not plain and console.is_terminal
     async with simulator_for(site, scenario) as sim, Gateway(site) as gw:
+        core = gw.core
         console.print(
-            f"demo: {len(gw.devices)} simulated devices on "
+            f"demo: {len(core.devices)} simulated devices on "
             f"{', '.join(f'127.0.0.1:{s.endpoint.port}' for s in sim.servers)}; "
             f"tickets in {site.store_path}; " + ("Ctrl-C to stop" if duration is None else f"{duration:g} s"),
             highlight=False,
@@ -115,12 +117,14 @@ async def _demo(
 
         async def view() -> None:
             if live:
-                with Live(render(gw), console=console, refresh_per_second=2) as screen:
+                with Live(render(core), console=console, refresh_per_second=2) as screen:
                     while True:
                         await _tick()
-                        screen.update(render(gw))
-            async with gw.tickets.subscribe() as events:
-                async for ev in events:
+                        screen.update(render(core))
+            async with core.changes.subscribe() as changes:
+                async for ev in changes:
+                    if not isinstance(ev, TicketEvent):
+                        continue
                     t = ev.ticket
                     console.print(
                         f"{ev.at:%H:%M:%S} ticket {t.id} {ev.action}: {t.device_id} {t.fault} ({t.state.value}"
@@ -130,7 +134,7 @@ async def _demo(
                     )
 
         await run_until_stopped([gw.run, view], duration)
-        console.print(tickets_table(gw.store.tickets(include_closed=False), gw.clock.now()))
+        console.print(tickets_table(core.store.tickets.all(include_closed=False), core.clock.now()))
     return 0
 
 

@@ -12,7 +12,14 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 
+from alarmgw.diagnostics.engine import FaultCleared, FaultRaised
 from alarmgw.model import Device
+
+from .changes import Change, TelemetryDue
+from .config import LoadedSite
+from .messages import discovery_messages, state_messages
+from .store.outbox import Outbox
+from .view import SiteView
 
 # fault -> binary_sensor device class
 DEVICE_CLASS = {"low_battery": "battery", "comm_loss": "connectivity", "tamper": "tamper"}
@@ -89,3 +96,59 @@ def state(values: Mapping[str, float | int | bool], active: Iterable[str], appli
     doc: dict[str, object] = {k: v for k, v in values.items() if k in SENSORS}
     doc["faults"] = {f: "ON" if f in on else "OFF" for f in applicable}
     return json.dumps(doc).encode()
+
+
+def sensor_fields(site: LoadedSite, devices: Mapping[str, Device]) -> dict[str, list[str]]:
+    """Device -> the reading fields it has that Home Assistant shows as sensors."""
+    cfg = site.config
+    fields: dict[str, list[str]] = {}
+    for host in cfg.hosts:
+        if host.it100 is not None:
+            continue
+        profile = site.profiles[host.model]
+        for d in [devices[host.id]] + [devices[x.id] for x in host.devices]:
+            fields[d.id] = [n for n in profile.layout_for(d.kind).fields if n in SENSORS]
+    for z in cfg.zigbee2mqtt:
+        mapped = [fm.field for fm in site.json_profiles[z.profile].paths.values()]
+        for zd in z.devices:
+            fields[zd.id] = [f for f in dict.fromkeys(mapped) if f in SENSORS]
+    return fields
+
+
+class HomeAssistant:
+    """Discovery configs and device states, queued in the outbox like everything else the
+    broker should see. States go out when a fault changes and at every telemetry tick."""
+
+    def __init__(
+        self,
+        view: SiteView,
+        outbox: Outbox,
+        prefix: str,
+        root: str,
+        fields: Mapping[str, Iterable[str]],
+        faults: Mapping[str, list[str]],
+    ) -> None:
+        self.view = view
+        self.outbox = outbox
+        self.root = root
+        self.faults = faults
+        self.configs = discovery(prefix, root, view.site.config.site.id, view.devices.values(), fields, faults)
+
+    def announce(self) -> None:
+        """Queue the discovery configs (retained: a queued older copy is replaced)."""
+        self.outbox.enqueue(discovery_messages(self.configs))
+
+    def on_change(self, change: Change) -> None:
+        if isinstance(change, FaultRaised | FaultCleared):
+            self._states([change.device_id])
+        elif isinstance(change, TelemetryDue):
+            self._states(list(self.view.latest))
+
+    def _states(self, device_ids: Iterable[str]) -> None:
+        active = self.view.active_faults()
+        latest = self.view.latest
+        states = []
+        for d in device_ids:
+            r = latest.get(d)
+            states.append((d, state(r.values if r else {}, active.get(d, []), self.faults.get(d, []))))
+        self.outbox.enqueue(state_messages(self.root, states))

@@ -31,6 +31,7 @@ from alarmgw.clock import Clock
 from alarmgw.model import Device, Reading
 from alarmgw.tasks import raise_if_cancelling
 
+from .changes import Change, ReadingsTaken
 from .config import InfluxConfig
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,11 @@ class InfluxTelemetry:
 
     def __len__(self) -> int:
         return len(self._buf)
+
+    def on_change(self, change: Change) -> None:
+        """Listens to the site's changes: every poll's readings become points."""
+        if isinstance(change, ReadingsTaken):
+            self.add(change.readings)
 
     def add(self, readings: Sequence[Reading]) -> None:
         """Queue a point per reading (at most one per device per `interval_s`); never blocks,

@@ -12,7 +12,7 @@ from alarmgw.diagnostics.sla import ClockState, ClockStatus
 from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.model import DeviceKind
 
-from .service import Gateway
+from .view import SiteView
 
 
 def fmt_span(seconds: float) -> str:
@@ -67,14 +67,12 @@ def tickets_table(tickets: list[Ticket], now: datetime) -> Table:
     return t
 
 
-def render(gw: Gateway) -> Group:
+def render(gw: SiteView) -> Group:
     now = gw.clock.now()
     devices = Table(title=f"Site {gw.site.config.site.id}: devices", expand=True)
     for col in ("device", "kind", "via", "battery", "RSSI", "heard", "faults"):
         devices.add_column(col)
-    active: dict[str, list[str]] = {}
-    for dev_id, fault in gw.diagnoser.active():
-        active.setdefault(dev_id, []).append(fault)
+    active = gw.active_faults()
     for d in gw.devices.values():
         r = gw.latest.get(d.id)
         v = r.values if r else {}
@@ -88,6 +86,7 @@ def render(gw: Gateway) -> Group:
         devices.add_row(
             d.id, d.kind.value, d.parent or "", batt, rssi, heard, Text(faults, style="bold red" if faults else "")
         )
-    tickets = tickets_table(gw.store.tickets(include_closed=False), now)
-    footer = Text(f"{now:%Y-%m-%d %H:%M:%S} UTC  readings: {gw.readings_seen}  store: {gw.store.path}", style="dim")
+    tickets = tickets_table(gw.store.tickets.all(include_closed=False), now)
+    readings = gw.stats()["readings"]
+    footer = Text(f"{now:%Y-%m-%d %H:%M:%S} UTC  readings: {readings}  store: {gw.store.path}", style="dim")
     return Group(devices, tickets, footer)

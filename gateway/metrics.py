@@ -9,9 +9,9 @@ demo) never share series.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -19,7 +19,9 @@ from prometheus_client.registry import Collector
 
 from alarmgw import __version__
 
+from .changes import Change, TicketEvent
 from .scheduler import PollJob
+from .view import SiteView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -28,8 +30,27 @@ POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 TICKET_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
+class Restartable(Protocol):
+    name: str
+    restarts: int
+
+
+class InfluxCounts(Protocol):
+    written: int
+    dropped: int
+    failures: int
+
+    def __len__(self) -> int: ...
+
+
 class GatewayMetrics:
-    def __init__(self, gateway: Any) -> None:
+    def __init__(
+        self,
+        view: SiteView,
+        tasks: Sequence[Restartable] = (),
+        influx: InfluxCounts | None = None,
+        published: Callable[[], int] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.poll_seconds = Histogram(
             "alarmgw_poll_duration_seconds",
@@ -44,7 +65,12 @@ class GatewayMetrics:
             buckets=TICKET_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_Snapshot(gateway))
+        self.registry.register(_Snapshot(view, tasks, influx, published))
+
+    def on_change(self, change: Change) -> None:
+        """Listens to the site's changes: the delay from detection to each new ticket."""
+        if isinstance(change, TicketEvent) and change.action == "opened":
+            self.ticket_opened(change.ticket.opened_at, change.at)
 
     def poll_done(self, job: PollJob, seconds: float) -> None:
         self.poll_seconds.labels(job.name).observe(seconds)
@@ -59,14 +85,23 @@ class GatewayMetrics:
 class _Snapshot(Collector):
     """The gateway's own counters and gauges, read at scrape time."""
 
-    def __init__(self, gateway: Any) -> None:
-        self.gw = gateway
+    def __init__(
+        self,
+        view: SiteView,
+        tasks: Sequence[Restartable],
+        influx: InfluxCounts | None,
+        published: Callable[[], int] | None,
+    ) -> None:
+        self.view = view
+        self.tasks = tasks
+        self.influx = influx
+        self.published = published
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # series depend on the site; nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
-        gw = self.gw
+        gw = self.view
         stats = gw.stats()
         info = GaugeMetricFamily("alarmgw_info", "The gateway and its site", labels=["site", "version"])
         info.add_metric([gw.site.config.site.id, __version__], 1)
@@ -82,8 +117,18 @@ class _Snapshot(Collector):
         yield counter("alarmgw_mqtt_messages", "MQTT device messages received", stats["mqtt_messages"])
         yield counter("alarmgw_mqtt_malformed", "MQTT device messages refused as malformed", stats["mqtt_malformed"])
         yield counter("alarmgw_record_failures", "Fault changes the store could not take", stats["record_failures"])
-        yield counter("alarmgw_uplink_published", "Uplink messages the broker acknowledged", stats["uplink_published"])
+        published = self.published() if self.published is not None else 0
+        yield counter("alarmgw_uplink_published", "Uplink messages the broker acknowledged", published)
         yield gauge("alarmgw_outbox_depth", "Uplink messages waiting in the outbox", stats["outbox_depth"])
+        yield counter(
+            "alarmgw_outbox_evicted", "Telemetry messages given up to keep the outbox bound", stats["outbox_evicted"]
+        )
+        yield gauge(
+            "alarmgw_outbox_overflowing",
+            "1 while the outbox is over its bound with only fault and ticket events left (nothing is given up)",
+            stats["outbox_overflowing"],
+        )
+        yield gauge("alarmgw_unrecorded_changes", "Fault changes waiting for the store", stats["unrecorded"])
 
         yield from _per(
             "job",
@@ -96,7 +141,7 @@ class _Snapshot(Collector):
         )
         yield from _per(
             "task",
-            [(t.name, t) for t in gw.tasks],
+            [(t.name, t) for t in self.tasks],
             [(CounterMetricFamily, "alarmgw_task_restarts", "Long-running tasks started again", lambda t: t.restarts)],
         )
         yield from _per(
@@ -110,13 +155,13 @@ class _Snapshot(Collector):
         )
 
         faults = GaugeMetricFamily("alarmgw_active_faults", "Faults raised and not cleared, by fault", labels=["fault"])
-        for fault, n in sorted(Counter(f for _, f in gw.diagnoser.active()).items()):
+        for fault, n in sorted(Counter(f for fs in gw.active_faults().values() for f in fs).items()):
             faults.add_metric([fault], n)
         yield faults
 
         now = gw.clock.now()
         by_state: Counter[tuple[str, str]] = Counter()
-        open_tickets = gw.store.tickets(include_closed=False)
+        open_tickets = gw.store.tickets.all(include_closed=False)
         for t in open_tickets:
             for c in t.clocks(now):
                 by_state[(c.name, c.state.value)] += 1
@@ -128,7 +173,7 @@ class _Snapshot(Collector):
         yield clocks
         yield gauge("alarmgw_open_tickets", "Tickets not closed", len(open_tickets))
 
-        influx = gw.influx
+        influx = self.influx
         if influx is not None:
             yield counter("alarmgw_influx_points_written", "Points InfluxDB accepted", influx.written)
             yield counter("alarmgw_influx_points_dropped", "Points given up: buffer full or refused", influx.dropped)

@@ -1,174 +1,218 @@
 """What engineers may ask of a running gateway, whichever way they ask: the MQTT remote desk
-and the HTTP API both come here, so one allow-list (`remote_auth.COMMANDS`), one set of
-handlers and one append-only audit log serve both. Nothing received is ever executed as code
-or shell; a command name only picks one of the handlers below.
+and the HTTP API both come here, so one table of commands (name -> least role, handler,
+whether it only reads), one set of handlers and one append-only audit log serve both.
+Nothing received is ever executed as code or shell; a command name only picks a row of
+`COMMANDS`.
+
+A request the gateway will not run raises a `Refused` of its kind (forbidden, not found,
+conflict, invalid, unavailable), audited as `refused`. Anything else is a bug: logged with
+its traceback, audited as `failed`, and answered as `Failed`, so the requester still gets an
+answer and the gateway goes on.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from alarmgw.diagnostics.tickets import MOVES, Ticket, TicketError, moves_from
+from alarmgw.clock import iso
+from alarmgw.diagnostics.tickets import MOVES, Ticket, moves_from
 
+from .credentials import RANK, Role
 from .payloads import ticket_json
-from .remote_auth import COMMANDS, Refused, Role, authorise
-from .store import MAX_ID, StoreError, TicketNotFound, iso
-from .ticketing import move_ticket
+from .refusals import Forbidden, Invalid, NotFound, Refused, Unavailable
+from .store import MAX_ID, StoreError, TicketNotFound
+from .view import SiteView
 
 log = logging.getLogger(__name__)
 
-
-class Refusal(Refused):
-    """A request that was not run, with why: forbidden | not_found | conflict | invalid, or
-    failed (the gateway's own fault: logged with its traceback, the gateway goes on)."""
-
-    def __init__(self, message: str, why: str) -> None:
-        super().__init__(message)
-        self.why = why
+Handler = Callable[["Operations", dict[str, Any], str], Awaitable[Any]]
+# Channels that audit successful reads too: a dashboard reads over HTTP every few seconds,
+# and the audit log is append-only; requests over MQTT are rare and each is worth a line.
+AUDIT_READS = {"mqtt": True, "http": False}
 
 
-def refusal(exc: Exception) -> Refusal:
-    """The requester's view of an error raised while checking or running a request."""
-    if isinstance(exc, Refusal):
-        return exc
-    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-    if isinstance(exc, KeyError | TicketNotFound):
-        return Refusal(message, "not_found")
-    if isinstance(exc, TicketError):
-        return Refusal(message, "conflict")
-    if isinstance(exc, Refused):
-        return Refusal(message, "forbidden")
-    return Refusal(message, "invalid")
+class Failed(Refused):
+    """The gateway's own fault while serving a request (logged with its traceback)."""
+
+    why = "failed"
 
 
-REFUSED = (Refused, TicketError, StoreError, KeyError, ValueError)
+@dataclass(frozen=True, slots=True)
+class Command:
+    role: Role  # the least role that may run it
+    run: Handler
+    reads_only: bool
+
+
+async def _status(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    v = ops.view
+    return {
+        "site": v.site.config.site.id,
+        "name": v.site.config.site.name,
+        "at": iso(v.clock.now()),
+        "devices": len(v.devices),
+        "active_faults": sum(len(f) for f in v.active_faults().values()),
+        "open_tickets": len(v.store.tickets.all(include_closed=False)),
+        "stats": v.stats(),
+    }
+
+
+async def _devices(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    active = ops.view.active_faults()
+    return [ops.device_summary(d, active) for d in ops.view.devices]
+
+
+async def _device(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    device_id = _device_arg(ops, args)
+    history = ops.view.store.history.of(device_id, 50)
+    return {**ops.device_summary(device_id), "history": [{"at": iso(at), "values": v} for at, v in history]}
+
+
+async def _faults(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    return ops.faults()
+
+
+async def _tickets(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    return [ops.ticket(t) for t in ops.view.store.tickets.all(include_closed=bool(args.get("all")))]
+
+
+async def _ticket(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    try:
+        return ops.ticket(ops.view.store.tickets.get(_int_arg(args, "id")))
+    except TicketNotFound as exc:
+        raise NotFound(str(exc)) from exc
+
+
+async def _poll(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    return {"polled": await ops.view.poll_now(_arg(args, "id"))}
+
+
+async def _selftest(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    polled = await ops.view.self_test(_arg(args, "id"))
+    values = polled["values"] if isinstance(polled["values"], dict) else {}
+    return {
+        "device": polled["device"],
+        "passed": not values.get("sensor_fault", False),
+        "self_test_age_s": values.get("self_test_age_s"),
+        "at": polled["at"],
+    }
+
+
+def _move(name: str) -> Handler:
+    to = MOVES[name]
+
+    async def move(ops: Operations, args: dict[str, Any], user: str) -> Any:
+        note = str(args.get("note", ""))[:500]
+        return ops.ticket(ops.view.move(_int_arg(args, "id"), to, actor=user, note=note))
+
+    return move
+
+
+# The allow-list. Nothing else is ever run.
+COMMANDS: dict[str, Command] = {
+    "status": Command("viewer", _status, reads_only=True),
+    "devices": Command("viewer", _devices, reads_only=True),
+    "faults": Command("viewer", _faults, reads_only=True),
+    "device": Command("viewer", _device, reads_only=True),
+    "tickets": Command("viewer", _tickets, reads_only=True),
+    "ticket": Command("viewer", _ticket, reads_only=True),
+    "poll": Command("engineer", _poll, reads_only=False),
+    "selftest": Command("engineer", _selftest, reads_only=False),
+    **{name: Command("engineer", _move(name), reads_only=False) for name in MOVES},
+}
+
+
+def authorise(user: str, role: Role, command: object) -> Command:
+    """The command, if it is on the allow-list and `role` may run it; else Forbidden."""
+    found = COMMANDS.get(command) if isinstance(command, str) else None
+    if found is None:
+        raise Forbidden(f"unknown command {str(command)[:40]!r}; allowed: {', '.join(COMMANDS)}")
+    if RANK[role] < RANK[found.role]:
+        raise Forbidden(f"{user} ({role}) may not {command}; it needs the {found.role} role")
+    return found
 
 
 class Operations:
-    def __init__(self, gateway: Any) -> None:
-        self.gw = gateway  # gateway.service.Gateway (not imported: it imports us)
+    def __init__(self, view: SiteView) -> None:
+        self.view = view
 
-    async def perform(
-        self,
-        user: str,
-        command: str,
-        args: dict[str, Any],
-        channel: str,
-        role: Role | None = None,
-        audit_read: bool = True,
-    ) -> Any:
-        """Authorise (when a role is given; the MQTT desk checks signed requests itself), run
-        and audit one request. Raises `Refusal`, audited too, for anything it will not do.
-        `audit_read=False` leaves successful viewer requests out of the audit log."""
+    async def perform(self, user: str, role: Role, command: str, args: dict[str, Any], channel: str) -> Any:
+        """Authorise, run and audit one request. Raises a `Refused` (audited too) for
+        anything it will not or could not do; never anything else."""
         try:
-            if role is not None:
-                authorise(user, role, command)
-            result = await self._run(user, command, args)
-        except REFUSED as exc:
-            why = refusal(exc)
-            self.refused(user, command, args, str(why), channel)
-            raise why from exc
+            found = authorise(user, role, command)
+            result = await found.run(self, args, user)
+        except Refused as exc:
+            self.refused(user, command, args, str(exc), channel)
+            raise
+        except (StoreError, sqlite3.OperationalError) as exc:
+            message = f"the gateway's store is busy ({exc}); try again"
+            self.refused(user, command, args, message, channel)
+            raise Unavailable(message) from exc
         except Exception as exc:
             # A request must never take the gateway down with it, whatever it asked for.
             log.exception("%s request %s from %s failed", channel, command, user)
             message = f"internal error: {type(exc).__name__}"
-            self.gw.store.audit(self.gw.clock.now(), user, command, args, "failed", message, channel)
-            raise Refusal(message, "failed") from exc
-        if audit_read or COMMANDS[command] != "viewer":
-            self.gw.store.audit(self.gw.clock.now(), user, command, args, "done", "", channel)
+            self._audit(user, command, args, "failed", message, channel)
+            raise Failed(message) from exc
+        if not found.reads_only or AUDIT_READS.get(channel, True):
+            self._audit(user, command, args, "done", "", channel)
         return result
 
     def refused(self, user: str, command: str, args: dict[str, Any], message: str, channel: str) -> None:
-        self.gw.store.audit(self.gw.clock.now(), user, command, args, "refused", message, channel)
+        self._audit(user, command, args, "refused", message, channel)
         log.warning("%s request %s from %s refused: %s", channel, command, user, message)
 
-    async def _run(self, user: str, command: str, args: dict[str, Any]) -> Any:
-        gw = self.gw
-        now = gw.clock.now()
-        if command == "status":
-            return {
-                "site": gw.site.config.site.id,
-                "name": gw.site.config.site.name,
-                "at": iso(now),
-                "devices": len(gw.devices),
-                "active_faults": len(gw.diagnoser.active()),
-                "open_tickets": len(gw.store.tickets(include_closed=False)),
-                "stats": gw.stats(),
-            }
-        if command == "devices":
-            active = self.active_faults()
-            return [self.device_summary(d.id, active) for d in gw.devices.values()]
-        if command == "device":
-            d = gw.devices[_arg(args, "id")]
-            return {
-                **self.device_summary(d.id),
-                "history": [{"at": iso(at), "values": v} for at, v in gw.store.history_of(d.id, 50)],
-            }
-        if command == "faults":
-            return self.faults()
-        if command == "tickets":
-            return [self.ticket(t) for t in gw.store.tickets(include_closed=bool(args.get("all")))]
-        if command == "ticket":
-            return self.ticket(gw.store.get(_int_arg(args, "id")))
-        if command == "poll":
-            return {"polled": await gw.poll_now(_arg(args, "id"))}
-        if command == "selftest":
-            polled = await gw.self_test(_arg(args, "id"))
-            values = polled["values"] if isinstance(polled["values"], dict) else {}
-            return {
-                "device": polled["device"],
-                "passed": not values.get("sensor_fault", False),
-                "self_test_age_s": values.get("self_test_age_s"),
-                "at": polled["at"],
-            }
-        if command in MOVES:
-            note = str(args.get("note", ""))[:500]
-            return self.ticket(move_ticket(gw.store, _int_arg(args, "id"), MOVES[command], now, actor=user, note=note))
-        raise Refused(f"unknown command {command!r}")  # unreachable: the allow-list is checked first
+    def _audit(self, user: str, command: str, args: dict[str, Any], result: str, detail: str, channel: str) -> None:
+        """Append to the audit log; a store that cannot take the line is logged, and the
+        requester still gets the answer (a move is in the ticket's own log anyway)."""
+        try:
+            self.view.store.audit.append(self.view.clock.now(), user, command, args, result, detail, channel)
+        except (StoreError, sqlite3.Error) as exc:
+            log.error("audit log: could not record %s %s by %s (%s): %s", channel, command, user, result, exc)
+
+    # --- shapes shared by the handlers ------------------------------------------------------
 
     def ticket(self, t: Ticket) -> dict[str, Any]:
         """A ticket as the uplink carries it, plus the moves it may make now."""
-        return {**ticket_json(t, self.gw.clock.now()), "actions": moves_from(t.state)}
+        return {**ticket_json(t, self.view.clock.now()), "actions": moves_from(t.state)}
 
     def faults(self) -> list[dict[str, Any]]:
         """Every active fault, with its device and the ticket that carries it."""
-        gw = self.gw
-        open_tickets = gw.store.tickets(include_closed=False)  # one read serves every fault
+        v = self.view
+        open_tickets = v.store.tickets.all(include_closed=False)  # one read serves every fault
         live = {(t.device_id, t.fault): t for t in open_tickets}
         behind = {c: t for t in open_tickets for c in t.casualties}
         out = []
-        for dev_id, fault in sorted(gw.diagnoser.active()):
-            d = gw.devices.get(dev_id)
-            rule = gw.table.faults.get(fault)
-            t = live.get((dev_id, fault))
-            root = behind.get(dev_id) if t is None else None
-            out.append(
-                {
-                    "device": dev_id,
-                    "fault": fault,
-                    "title": rule.title if rule else fault,
-                    "kind": d.kind.value if d else None,
-                    "location": d.location if d else "",
-                    "since": iso(t.opened_at) if t else None,
-                    "ticket": t.id if t else root.id if root else None,
-                    "behind": root.device_id if root else None,
-                }
-            )
+        for dev_id, faults in sorted(v.active_faults().items()):
+            d = v.devices.get(dev_id)
+            for fault in sorted(faults):
+                rule = v.table.faults.get(fault)
+                t = live.get((dev_id, fault))
+                root = behind.get(dev_id) if t is None else None
+                out.append(
+                    {
+                        "device": dev_id,
+                        "fault": fault,
+                        "title": rule.title if rule else fault,
+                        "kind": d.kind.value if d else None,
+                        "location": d.location if d else "",
+                        "since": iso(t.opened_at) if t else None,
+                        "ticket": t.id if t else root.id if root else None,
+                        "behind": root.device_id if root else None,
+                    }
+                )
         return out
-
-    def active_faults(self) -> dict[str, list[str]]:
-        active: dict[str, list[str]] = {}
-        for dev, fault in self.gw.diagnoser.active():
-            active.setdefault(dev, []).append(fault)
-        return active
 
     def device_summary(self, device_id: str, active: dict[str, list[str]] | None = None) -> dict[str, Any]:
         """A device as engineers see it: where it is, what it last said, what is wrong."""
-        gw = self.gw
-        d = gw.devices[device_id]
-        faults = (self.active_faults() if active is None else active).get(d.id, [])
-        latest = gw.latest.get(d.id)
+        d = self.view.devices[device_id]
+        faults = (self.view.active_faults() if active is None else active).get(d.id, [])
+        latest = self.view.latest.get(d.id)
         return {
             "id": d.id,
             "kind": d.kind.value,
@@ -183,8 +227,15 @@ class Operations:
 
 def _arg(args: dict[str, Any], name: str) -> str:
     if name not in args:
-        raise ValueError(f"missing argument {name!r}")
+        raise Invalid(f"missing argument {name!r}")
     return str(args[name])
+
+
+def _device_arg(ops: Operations, args: dict[str, Any]) -> str:
+    device_id = _arg(args, "id")
+    if device_id not in ops.view.devices:
+        raise NotFound(f"no device {device_id[:64]!r}")
+    return device_id
 
 
 def _int_arg(args: dict[str, Any], name: str) -> int:
@@ -194,5 +245,5 @@ def _int_arg(args: dict[str, Any], name: str) -> int:
     except ValueError:
         value = -1
     if not 1 <= value <= MAX_ID:
-        raise ValueError(f"argument {name!r} must be a whole number from 1 to {MAX_ID}, not {text[:40]!r}")
+        raise Invalid(f"argument {name!r} must be a whole number from 1 to {MAX_ID}, not {text[:40]!r}")
     return value

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from alarmgw.clock import iso
 from alarmgw.diagnostics.engine import FaultChange, FaultRaised
 from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.model import Reading
-
-from .store import iso
 
 TICKET_EVENT_SCHEMA = "alarmgw/ticket-event/1"
 FAULT_EVENT_SCHEMA = "alarmgw/fault-event/1"

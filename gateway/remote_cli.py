@@ -21,7 +21,8 @@ from rich.table import Table
 
 from alarmgw.drivers.mqtt_link import BrokerSpec
 
-from .remote_auth import COMMANDS, make_request
+from .operations import COMMANDS
+from .remote_auth import make_request
 
 
 class RemoteError(Exception):

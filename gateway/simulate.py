@@ -17,13 +17,13 @@ from typing import get_args
 
 from pydantic import ValidationError
 
+from alarmgw.clock import iso
 from alarmgw.simulator.runner import Simulator
 from alarmgw.simulator.scenario import FaultName, Scenario, load_scenario
 from alarmgw.yamlfile import describe
 
 from .config import LoadedSite
 from .runtime import run_until_stopped
-from .store import iso
 from .wiring import simulator_for
 
 log = logging.getLogger(__name__)

@@ -1,75 +1,90 @@
-"""From fault changes to tickets in the store: one ticket per (device, fault) episode."""
+"""From fault changes to tickets: one ticket per (device, fault) episode."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from alarmgw.diagnostics.diagnosis import Causes, diagnose, load_causes
 from alarmgw.diagnostics.engine import FaultChange, FaultCleared, FaultRaised
 from alarmgw.diagnostics.rules import FaultTable
 from alarmgw.diagnostics.sla import PROMISE, ServicePolicy, in_warranty
-from alarmgw.diagnostics.tickets import Ticket, TicketState, impact_of
+from alarmgw.diagnostics.tickets import Ticket, impact_of
 from alarmgw.model import Device
 
 from .config import SiteInfo
-from .store import Store
+from .store.records import History
+from .store.tickets import Tickets
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True, slots=True)
+class TicketChange:
+    """What a fault change does to a ticket, before it is written: the ticket as it should
+    be stored (id None for a new one), the action for its log, when, and why."""
+
+    action: str  # opened | recurred | restored | casualty
+    ticket: Ticket
+    at: datetime
+    note: str = ""
 
 
 class TicketDesk:
-    """Opens, updates and restores tickets as faults come and go."""
+    """Decides what each fault change does to the tickets: opens one, updates one, or nothing.
+    It reads the store and writes nothing; the caller writes the change with the fault event
+    in one transaction."""
 
     def __init__(
         self,
-        store: Store,
+        tickets: Tickets,
+        history: History,
         site: SiteInfo,
         devices: Mapping[str, Device],
         table: FaultTable,
         policy: ServicePolicy = PROMISE,
         causes: Causes | None = None,
     ) -> None:
-        self.store = store
+        self.tickets = tickets
+        self.history = history
         self.site = site
         self.devices = devices
         self.table = table
         self.policy = policy
         self.causes = causes or load_causes()
 
-    def apply(self, change: FaultChange) -> Ticket | None:
-        """Record one fault change; returns the ticket it created or changed, if any."""
+    def apply(self, change: FaultChange) -> TicketChange | None:
+        """What recording this fault change does to the tickets, if anything."""
         if isinstance(change, FaultCleared):
             return self._restore(change)
         return self._raise(change)
 
-    def _raise(self, fault: FaultRaised) -> Ticket | None:
+    def _raise(self, fault: FaultRaised) -> TicketChange | None:
         if fault.root_id is not None and fault.root_fault is not None:
-            root = self.store.live_ticket(fault.root_id, fault.root_fault)
+            root = self.tickets.live(fault.root_id, fault.root_fault)
             if root is not None:
                 updated = root.with_casualty(fault.device_id)
-                if updated is not root:
-                    self.store.update(
-                        updated, "casualty", fault.raised_at, note=f"{fault.device_id} lost behind {fault.root_id}"
-                    )
-                return updated
-        live = self.store.live_ticket(fault.device_id, fault.fault)
+                if updated is root:
+                    return None
+                return TicketChange(
+                    "casualty", updated, fault.raised_at, f"{fault.device_id} lost behind {fault.root_id}"
+                )
+        live = self.tickets.live(fault.device_id, fault.fault)
         if live is not None:
             if live.fault_active:
                 return None  # already known, e.g. raised again after a restart
-            return self.store.update(
-                live.recurred(), "recurred", fault.raised_at, note="fault came back before the ticket was closed"
+            return TicketChange(
+                "recurred", live.recurred(), fault.raised_at, "fault came back before the ticket was closed"
             )
-        return self.store.insert(self._new_ticket(fault))
+        ticket = self._new_ticket(fault)
+        return TicketChange("opened", ticket, fault.raised_at, ticket.title)
 
     def _new_ticket(self, fault: FaultRaised) -> Ticket:
         device = self.devices[fault.device_id]
         rule = self.table.faults[fault.fault]
         codes = rule.codes_for(device.kind)
         commissioned = device.commissioned_on or self.site.commissioned_on
-        history = [*self.store.history_of(device.id), (fault.raised_at, fault.evidence)]
-        parent = self.store.live_ticket(device.parent, "comm_loss") if device.parent else None
+        history = [*self.history.of(device.id), (fault.raised_at, fault.evidence)]
+        parent = self.tickets.live(device.parent, "comm_loss") if device.parent else None
         found = diagnose(self.causes, fault.fault, history, parent_lost=parent is not None and parent.fault_active)
         return Ticket(
             id=None,
@@ -93,20 +108,11 @@ class TicketDesk:
             in_warranty=in_warranty(commissioned, fault.detected_at.date(), self.policy),
         )
 
-    def _restore(self, cleared: FaultCleared) -> Ticket | None:
-        live = self.store.live_ticket(cleared.device_id, cleared.fault)
+    def _restore(self, cleared: FaultCleared) -> TicketChange | None:
+        live = self.tickets.live(cleared.device_id, cleared.fault)
         if live is None or not live.fault_active:
             return None
-        return self.store.update(live.restored(cleared.at), "restored", cleared.at, note="fault condition gone")
-
-    def move(self, ticket_id: int, to: TicketState, at: datetime, *, actor: str, note: str = "") -> Ticket:
-        return move_ticket(self.store, ticket_id, to, at, actor=actor, note=note)
-
-
-def move_ticket(store: Store, ticket_id: int, to: TicketState, at: datetime, *, actor: str, note: str = "") -> Ticket:
-    """A person moves a ticket along its lifecycle; raises IllegalTransition."""
-    moved = store.get(ticket_id).moved(to, at)
-    return store.update(moved, to.value, at, actor=actor, note=note)
+        return TicketChange("restored", live.restored(cleared.at), cleared.at, "fault condition gone")
 
 
 def _evidence(fault: FaultRaised) -> dict[str, float | int | bool]:

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from alarmgw.clock import Clock
-from alarmgw.drivers.framing import FrameError, IncompleteFrame
+from alarmgw.drivers.framing import Deframer, FrameError
 from alarmgw.drivers.it100 import (
     ACK,
     COMMAND_ERROR,
+    MAX_FRAME,
     POLL,
     STATUS_REQUEST,
     SYSTEM_ERROR,
@@ -70,12 +71,16 @@ class It100Panel:
         self.clock = clock
         self.t0 = t0
         self.line = SerialLine(path, baud, self._on_bytes, noise=noise, seed=seed)
-        self._buf = bytearray()
+        self._deframer = Deframer(decode, MAX_FRAME)
         self._reported: dict[tuple[str, str], bool] = {}
         self._trouble_bits = 0
         self._scanner: asyncio.Task[None] | None = None
         self.commands = 0
-        self.bad_frames = 0
+
+    @property
+    def bad_frames(self) -> int:
+        """Garbled commands received, each answered with a command error unless hung."""
+        return self._deframer.bad_frames
 
     # --- what the panel knows -----------------------------------------------------------
 
@@ -127,19 +132,11 @@ class It100Panel:
     # --- the wire -------------------------------------------------------------------------
 
     def _on_bytes(self, data: bytes, _rx_done: float) -> None:
-        self._buf.extend(data)
-        while self._buf:
-            try:
-                msg, used = decode(bytes(self._buf))
-            except IncompleteFrame:
-                return
-            except FrameError as exc:
-                self.bad_frames += 1
-                del self._buf[: exc.skip]
+        for msg in self._deframer.feed(data):
+            if isinstance(msg, FrameError):
                 if not self._hung():
                     self.line.send(Message(COMMAND_ERROR).encode())
                 continue
-            del self._buf[:used]
             self.commands += 1
             if self._hung():
                 continue

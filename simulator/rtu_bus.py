@@ -13,8 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from alarmgw.clock import Clock
-from alarmgw.drivers.framing import FrameError, IncompleteFrame
-from alarmgw.drivers.modbus_rtu import ExceptionResponse, ReadRequest, ReadResponse, decode_request, silence_s
+from alarmgw.drivers.framing import Deframer, FrameError
+from alarmgw.drivers.modbus_rtu import (
+    MAX_RTU_FRAME,
+    ExceptionResponse,
+    ReadRequest,
+    ReadResponse,
+    decode_request,
+    silence_s,
+)
 
 from .modbus_server import HostRegisters
 from .serial_line import SerialLine
@@ -39,33 +46,29 @@ class RtuSlaveBus:
         self.t0 = t0
         self.silence = silence_s(baud)
         self.line = SerialLine(path, baud, self._on_bytes, noise=noise, seed=seed)
-        self._buf = bytearray()
+        self._deframer = Deframer(decode_request, MAX_RTU_FRAME)
         self._last_rx = float("-inf")
         self.requests = 0
-        self.bad_frames = 0
+        self.unfinished_frames = 0  # frames cut short by a silence
         self.gap_violations = 0  # requests that started before 3.5 character times of silence
+
+    @property
+    def bad_frames(self) -> int:
+        """Requests dropped: a bad CRC or function, or cut short by a silence."""
+        return self._deframer.bad_frames + self.unfinished_frames
 
     def _on_bytes(self, data: bytes, rx_done: float) -> None:
         now = asyncio.get_running_loop().time()
         started = rx_done - len(data) * self.line.byte_s
         if started - self._last_rx > self.silence:
-            if self._buf:
-                self.bad_frames += 1  # an unfinished frame, ended by silence
-                self._buf.clear()
+            if self._deframer.clear():
+                self.unfinished_frames += 1
             if now < self.line.tx_end + self.silence and self.line.frames_sent:
                 self.gap_violations += 1
         self._last_rx = rx_done
-        self._buf.extend(data)
-        while self._buf:
-            try:
-                frame, used = decode_request(bytes(self._buf))
-            except IncompleteFrame:
-                return
-            except FrameError as exc:
-                self.bad_frames += 1
-                del self._buf[: exc.skip]
-                continue
-            del self._buf[:used]
+        for frame in self._deframer.feed(data):
+            if isinstance(frame, FrameError):
+                continue  # ignored: the master times out (§2.5.1)
             self.requests += 1
             self._answer(frame)
 

@@ -14,7 +14,7 @@ import aiomqtt
 
 from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
-from alarmgw.drivers.mqtt_link import BrokerSpec
+from alarmgw.drivers.mqtt_link import BrokerSpec, stay_connected
 from alarmgw.model import Device, DeviceKind
 from alarmgw.tasks import cancel_and_wait, raise_if_cancelling
 
@@ -111,19 +111,15 @@ class Zigbee2MqttBridge:
         self.published += 1
 
     async def _run(self) -> None:
-        backoff = Backoff(0.5, 5.0)
-        while True:
-            raise_if_cancelling()
-            try:
-                async with self.broker.client() as client:
-                    self._last.clear()
-                    backoff.reset()
-                    while True:
-                        await self._publish_changes(client)
-                        await self.clock.sleep_until(self.clock.monotonic() + SCAN_S)
-            except aiomqtt.MqttError as exc:
-                log.warning("zigbee2mqtt simulator: %s", exc)
-                await self.clock.sleep_until(self.clock.monotonic() + backoff.next_delay())
+        async def session(client: aiomqtt.Client) -> None:
+            self._last.clear()  # a new connection: say everything again
+            while True:
+                raise_if_cancelling()
+                await self._publish_changes(client)
+                await self.clock.sleep_until(self.clock.monotonic() + SCAN_S)
+
+        name = f"zigbee2mqtt simulator {self.bridge.id}"
+        await stay_connected(self.broker, session, self.clock, name=name, backoff=Backoff(0.5, 5.0))
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"z2m:{self.bridge.id}")

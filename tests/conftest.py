@@ -14,10 +14,11 @@ import pytest
 
 from alarmgw.clock import ManualClock
 from alarmgw.diagnostics.tickets import Ticket
+from alarmgw.gateway.app import Gateway
 from alarmgw.gateway.config import LoadedSite, load_site
-from alarmgw.gateway.remote_auth import token_entry
+from alarmgw.gateway.credentials import token_entry
 from alarmgw.gateway.runtime import free_port
-from alarmgw.gateway.service import Gateway
+from alarmgw.gateway.store import Store
 from alarmgw.gateway.wiring import simulator_endpoints
 from alarmgw.simulator.runner import Simulator
 from alarmgw.simulator.scenario import Scenario
@@ -84,7 +85,7 @@ async def wait_all(events: list[asyncio.Event], timeout_s: float = 20) -> None:
 async def poll_cycles(gw: Gateway, clock: ManualClock, n: int = 1) -> None:
     """Move time on by one poll interval, n times, waiting for each due poll to finish."""
     for _ in range(n):
-        done = [j.done for j in gw.jobs if j.interval_s <= POLL_S]
+        done = [j.done for j in gw.core.jobs if j.interval_s <= POLL_S]
         clock.advance(POLL_S)
         await wait_all(done)
 
@@ -104,12 +105,12 @@ class Harness:
         assert self.gw is not None, "gateway not started"
         return self.gw
 
-    async def start_gateway(self) -> Gateway:
-        """Start a gateway on the site's store and wait for its first poll."""
-        self.gw = Gateway(self.site, clock=self.clock)
+    async def start_gateway(self, store: Store | None = None) -> Gateway:
+        """Start a gateway on the site's store (or `store`) and wait for its first poll."""
+        self.gw = await Gateway.open(self.site, clock=self.clock, store=store)
         # Jobs are staggered over the interval: the first runs at once, the others at their
         # phase, which the first cycle reaches.
-        first = self.gw.jobs[0].done
+        first = self.gw.core.jobs[0].done
         self._task = asyncio.create_task(self.gw.run())
         await self._wait([first])
         return self.gw
@@ -129,7 +130,7 @@ class Harness:
         await wait_all(events)
 
     def tickets(self) -> list[Ticket]:
-        return self.gateway.store.tickets()
+        return self.gateway.store.tickets.all()
 
 
 @pytest.fixture

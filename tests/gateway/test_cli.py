@@ -209,7 +209,7 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
     _, rest = proc.communicate(timeout=10)
     assert proc.returncode == 0
     lines = [first] + [json.loads(line) for line in rest.splitlines() if line.strip()]
-    assert first["level"] == "info" and first["logger"] == "alarmgw.gateway.service" and first["at"].endswith("Z")
+    assert first["level"] == "info" and first["logger"] == "alarmgw.gateway.app" and first["at"].endswith("Z")
     assert any(line["message"].startswith("stats readings=") for line in lines)
 
 
@@ -228,3 +228,15 @@ def test_the_systemd_unit_is_valid(tmp_path: Path) -> None:
     (tmp_path / "bad.service").write_text(unit.replace("KillSignal=SIGTERM", "KillSignall=SIGTERM"))
     out = subprocess.run([analyze, "verify", str(tmp_path / "bad.service")], capture_output=True, text=True)
     assert "KillSignall" in out.stderr
+
+
+def test_remote_with_a_secret_file_that_is_not_there_says_so(tmp_path: Path) -> None:
+    missing = tmp_path / "eng.secret"
+    done = alarmgw("remote", "--broker", "mqtt://127.0.0.1:1", "--site", "s", "--user", "eng-1",
+                   "--secret-file", str(missing), "status")  # fmt: skip
+    assert done.returncode == 2
+    assert f"--secret-file {missing}: no such file" in done.stderr.replace("\n", "")
+    assert "Traceback" not in done.stderr
+    done = alarmgw("remote", "--broker", "mqtt://127.0.0.1:1", "--site", "s", "--user", "eng-1",
+                   "--secret-file", str(tmp_path), "status")  # fmt: skip
+    assert done.returncode == 2 and "is a folder" in done.stderr and "Traceback" not in done.stderr

@@ -97,7 +97,7 @@ async def test_engineer_sees_the_site_and_acknowledges_a_ticket(
         "rows => rows.map(r => [r.dataset.device, r.className])"
     )
     assert order[:4] == [["host-1", "host"], ["rep-1", "repeater"], ["smoke-1", "child"], ["rep-2", "repeater"]]
-    latest = h.gateway.latest["smoke-1"].values
+    latest = h.gateway.core.latest["smoke-1"].values
     battery = page.locator('td[data-battery="smoke-1"]')
     await expect(battery).to_have_text(f"{latest['battery_v']:.2f} V")
     await expect(battery).to_have_class(re.compile(r"\blow\b"))
@@ -113,9 +113,9 @@ async def test_engineer_sees_the_site_and_acknowledges_a_ticket(
     await expect(tamper.locator('td[data-clock="response"]')).to_have_text("met")
     buttons = await tamper.locator("button").all_inner_texts()
     assert buttons == ["dispatch", "resolve"]
-    moved = h.gateway.store.get(tickets["tamper"].id)
+    moved = h.gateway.store.tickets.get(tickets["tamper"].id)
     assert moved.state.value == "acknowledged"
-    (entry,) = [e for e in h.gateway.store.history(moved.id) if e["action"] == "acknowledged"]
+    (entry,) = [e for e in h.gateway.store.tickets.log(moved.id) if e["action"] == "acknowledged"]
     assert (entry["actor"], entry["note"]) == ("eng-1", "customer called, cover refitted")
 
 

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from alarmgw.clock import ManualClock
+import pytest
+
+from alarmgw.clock import ManualClock, iso
+from alarmgw.diagnostics.escalation import Escalation
 from alarmgw.diagnostics.tickets import TicketState
+from alarmgw.gateway.app import Gateway
 from alarmgw.gateway.config import load_site
-from alarmgw.gateway.service import Gateway
+from alarmgw.gateway.runtime import HttpError, free_port
 from alarmgw.gateway.store import Store
 from alarmgw.simulator.modbus_server import ModbusHostServer
-from tests.conftest import POLL_S, Harness, write_site
+from tests.conftest import POLL_S, Harness, harness_for, http_extra, write_site
 
 
 async def test_healthy_site_opens_no_ticket(harness: Harness) -> None:
     gw = await harness.start_gateway()
     await harness.cycle(30)
     assert harness.tickets() == []
-    assert gw.readings_seen == 31 * 10  # host + 9 devices per poll, one merged read
-    assert gw.links[0].requests == 31
+    assert gw.core.readings_seen == 31 * 10  # host + 9 devices per poll, one merged read
+    assert gw.core.links[0].requests == 31
 
 
 async def test_low_battery_is_one_ticket_after_its_debounce(harness: Harness) -> None:
@@ -122,8 +129,8 @@ async def test_killed_modbus_server_is_reconnected(harness: Harness) -> None:
         await harness.cycle(15)  # long enough for the backoff to allow a new connection
         (t,) = harness.tickets()
         assert not t.fault_active
-        assert gw.links[0].reconnects >= 2
-        assert gw.latest["smoke-1"].values["present"] is True
+        assert gw.core.links[0].reconnects >= 2
+        assert gw.core.latest["smoke-1"].values["present"] is True
     finally:
         await reborn.stop()
 
@@ -135,41 +142,54 @@ async def test_acknowledge_stops_the_response_clock(harness: Harness) -> None:
     (t,) = harness.tickets()
     assert isinstance(gw.clock, ManualClock)
     gw.clock.advance(40 * 60)
-    acked = gw.desk.move(t.id or 0, TicketState.ACKNOWLEDGED, gw.clock.now(), actor="eng-1")
+    acked = gw.core.move(t.id or 0, TicketState.ACKNOWLEDGED, actor="eng-1")
     gw.clock.advance(3 * 3600)
     response, arrival, _ = acked.clocks(gw.clock.now())
     assert response.state == "met" and arrival.state == "breached"
-    assert [h["action"] for h in gw.store.history(t.id or 0)] == ["opened", "acknowledged"]
+    assert [h["action"] for h in gw.store.tickets.log(t.id or 0)] == ["opened", "acknowledged"]
 
 
-def test_devices_with_their_own_interval_get_their_own_poll_job(tmp_path: Path) -> None:
+async def test_devices_with_their_own_interval_get_their_own_poll_job(tmp_path: Path) -> None:
     site_file = write_site(tmp_path, 1502)
     text = site_file.read_text().replace("location: corridor}", "location: corridor, poll_interval_s: 30}")
     site_file.write_text(text)
-    gw = Gateway(load_site(site_file), clock=ManualClock())
-    try:
-        jobs = {j.name: j.interval_s for j in gw.jobs}
+    async with Gateway(load_site(site_file), clock=ManualClock()) as gw:
+        jobs = {j.name: j.interval_s for j in gw.core.jobs}
         assert jobs == {"host-1@5s": 5.0, "host-1@30s": 30.0, "history-prune@1h": 3600.0, "escalation@60s": 60.0}
-    finally:
-        gw.store.close()
 
 
-async def test_a_locked_store_delays_a_ticket_but_never_loses_it(harness: Harness) -> None:
-    gw = await harness.start_gateway()
-    gw.store.close()
-    gw.store = gw.desk.store = Store(harness.site.store_path, busy_timeout_s=0.05)
-    blocker = sqlite3.connect(harness.site.store_path, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")  # e.g. a backup holding the file
-    harness.sim.inject("pir-2", "tamper")
-    try:
-        await harness.cycle(2)
-        assert gw.record_failures == 2  # tried on both polls, polling went on
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
-    await harness.cycle(1)
-    (t,) = harness.tickets()
-    assert (t.device_id, t.fault) == ("pir-2", "tamper")
+async def test_a_locked_store_delays_a_fault_but_reports_it_once_with_its_detection_time(tmp_path: Path) -> None:
+    # An uplink that nobody listens on: its messages wait in the outbox, where we read them.
+    extra = f"uplink: {{broker: {{host: 127.0.0.1, port: {free_port()}}}}}\n"
+    async with harness_for(write_site(tmp_path, free_port(), extra=extra)) as harness:
+        store = Store(harness.site.store_path, busy_timeout_s=0.05)
+        try:
+            gw = await harness.start_gateway(store)
+            first_seen = harness.clock.now() + timedelta(seconds=POLL_S)
+            blocker = sqlite3.connect(harness.site.store_path, isolation_level=None)
+            blocker.execute("BEGIN EXCLUSIVE")  # e.g. a backup holding the file
+            harness.sim.inject("pir-2", "tamper")
+            try:
+                await harness.cycle(2)
+                assert gw.core.record_failures == 2  # tried on both polls, polling went on
+                assert gw.stats()["unrecorded"] == 1
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            await harness.cycle(1)
+            (t,) = harness.tickets()
+            assert (t.device_id, t.fault, t.opened_at) == (
+                "pir-2",
+                "tamper",
+                first_seen,
+            )  # the clock did not start late
+            faults = [json.loads(m.payload) for _, m in store.outbox.batch(1000) if m.kind == "fault"]
+            assert [(f["device"], f["fault"], f["state"], f["at"]) for f in faults] == [
+                ("pir-2", "tamper", "raised", iso(first_seen))
+            ]  # reported once, not once per try
+            await harness.stop_gateway()
+        finally:
+            store.close()
 
 
 async def test_every_new_ticket_carries_a_diagnosis_from_history(harness: Harness) -> None:
@@ -189,20 +209,37 @@ async def test_escalations_fire_once_at_each_mark_and_survive_a_restart(harness:
     harness.sim.inject("pir-2", "tamper")
     await harness.cycle(1)
     (t,) = harness.tickets()
-    async with gw.escalations.subscribe() as events:
+    async with gw.core.changes.subscribe() as events:
         harness.clock.advance(31 * 60)  # past the 30-minutes-before-due mark of the response
-        await gw.escalate()
-        await gw.escalate()  # nothing new the second time
-        e = events.queue.get_nowait()
+        await gw.core.escalate()
+        await gw.core.escalate()  # nothing new the second time
+        published = [events.queue.get_nowait() for _ in range(events.queue.qsize())]
+        (e,) = [c for c in published if isinstance(c, Escalation)]
         assert (e.ticket_id, e.clock, e.mark_s) == (t.id, "response", 1800.0)
-        assert events.queue.empty()
-    gw.desk.move(t.id or 0, TicketState.ACKNOWLEDGED, harness.clock.now(), actor="eng-1")
+    gw.core.move(t.id or 0, TicketState.ACKNOWLEDGED, actor="eng-1")
     harness.clock.advance(30 * 60)  # the response would now be late, but it was met
-    await gw.escalate()
-    sent = gw.store.escalations_sent()
+    await gw.core.escalate()
+    sent = gw.store.escalations.sent()
     assert sent == {(t.id, "response", 1800.0)}
     await harness.stop_gateway()
     gw = await harness.start_gateway()
     harness.clock.advance(35 * 60)  # arrival: 30 min before its 2 h
-    await gw.escalate()
-    assert gw.store.escalations_sent() == {(t.id, "response", 1800.0), (t.id, "arrival", 1800.0)}
+    await gw.core.escalate()
+    assert gw.store.escalations.sent() == {(t.id, "response", 1800.0), (t.id, "arrival", 1800.0)}
+
+
+async def test_a_gateway_that_fails_to_start_closes_what_it_opened(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        site = load_site(write_site(tmp_path, free_port(), extra=http_extra(tmp_path, taken.getsockname()[1])))
+        with pytest.raises(HttpError) as failed:
+            await Gateway.open(site)
+        # The failed start is still referenced from the traceback here, yet holds nothing.
+        assert failed.value is not None
+        held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd") if _is_link(fd)]
+        assert [h for h in held if h.startswith(str(site.store_path))] == []
+
+
+def _is_link(fd: str) -> bool:
+    return os.path.islink(f"/proc/self/fd/{fd}")

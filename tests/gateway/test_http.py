@@ -15,9 +15,9 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from alarmgw.clock import iso
 from alarmgw.gateway.config import HttpConfig
 from alarmgw.gateway.runtime import free_port
-from alarmgw.gateway.store import iso
 from tests.conftest import ENGINEER_TOKEN, VIEWER_TOKEN, Harness, harness_for, http_extra, write_site
 
 VIEW = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
@@ -64,7 +64,7 @@ async def test_site_devices_faults_and_tickets_with_their_clocks(api: tuple[Harn
     devices = {d["id"]: d for d in (await client.get("/api/devices", headers=VIEW)).json()}
     assert devices["pir-2"]["faults"] == ["tamper"]
     assert (devices["smoke-1"]["parent"], devices["smoke-1"]["host"]) == ("rep-1", "host-1")
-    latest = h.gateway.latest["smoke-1"]
+    latest = h.gateway.core.latest["smoke-1"]
     assert devices["smoke-1"]["latest"]["values"]["battery_v"] == latest.values["battery_v"]
     assert devices["smoke-1"]["latest"]["values"]["rssi_dbm"] == latest.values["rssi_dbm"]
 
@@ -94,9 +94,9 @@ async def test_engineer_moves_a_ticket_and_it_is_audited(api: tuple[Harness, htt
     assert r.status_code == 200, r.text
     assert (r.json()["state"], r.json()["actions"]) == ("acknowledged", ["dispatch", "resolve"])
     assert r.json()["clocks"]["response"]["state"] == "met"
-    moved = h.gateway.store.get(t.id)
+    moved = h.gateway.store.tickets.get(t.id)
     assert moved.acknowledged_at is not None and iso(moved.acknowledged_at) == iso(h.clock.now())
-    acks = [(e["actor"], e["note"]) for e in h.gateway.store.history(t.id) if e["action"] == "acknowledged"]
+    acks = [(e["actor"], e["note"]) for e in h.gateway.store.tickets.log(t.id) if e["action"] == "acknowledged"]
     assert acks == [("eng-1", "called the customer")]
 
     r = await client.post(f"/api/tickets/{t.id}/ack", headers=ENG, json={})
@@ -110,9 +110,9 @@ async def test_engineer_moves_a_ticket_and_it_is_audited(api: tuple[Harness, htt
     assert r.status_code == 422
     r = await client.post(f"/api/tickets/{t.id}/dispatch", headers=ENG, content=b"{not json")
     assert r.status_code == 422
-    assert h.gateway.store.get(t.id).state.value == "acknowledged"  # nothing moved by bad requests
+    assert h.gateway.store.tickets.get(t.id).state.value == "acknowledged"  # nothing moved by bad requests
 
-    log = h.gateway.store.audit_log()
+    log = h.gateway.store.audit.entries()
     assert [(a["user"], a["command"], a["result"], a["channel"]) for a in log] == [
         ("view-1", "ack", "refused", "http"),
         ("eng-1", "ack", "done", "http"),
@@ -124,11 +124,11 @@ async def test_engineer_moves_a_ticket_and_it_is_audited(api: tuple[Harness, htt
 
 async def test_engineer_polls_a_device_now(api: tuple[Harness, httpx.AsyncClient]) -> None:
     h, client = api
-    before = h.gateway.jobs[0].runs
+    before = h.gateway.core.jobs[0].runs
     r = await client.post("/api/devices/smoke-1/poll", headers=ENG)
     assert r.status_code == 200, r.text
     assert r.json()["polled"]["device"] == "smoke-1"
-    assert h.gateway.jobs[0].runs == before  # a request, not a tick of the schedule
+    assert h.gateway.core.jobs[0].runs == before  # a request, not a tick of the schedule
     assert (await client.post("/api/devices/nope/poll", headers=ENG)).status_code == 404
     assert (await client.post("/api/devices/smoke-1/poll", headers=VIEW)).status_code == 403
 
@@ -199,7 +199,7 @@ async def test_nothing_a_client_sends_makes_the_api_fail(api: tuple[Harness, htt
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 150)
     assert proc.returncode == 0, out.decode()[-4000:]
-    assert h.gateway.store.tickets()  # and nothing it sent lost a ticket
+    assert h.gateway.store.tickets.all()  # and nothing it sent lost a ticket
 
 
 def metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -217,9 +217,9 @@ async def test_prometheus_metrics(api: tuple[Harness, httpx.AsyncClient]) -> Non
     r = await client.get("/metrics", headers=VIEW)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     m = metrics(r.text)
-    job = h.gateway.jobs[0].name
-    assert m[("alarmgw_polls_total", (("job", job),))] == h.gateway.jobs[0].runs >= 3
-    assert m[("alarmgw_poll_duration_seconds_count", (("job", job),))] == h.gateway.jobs[0].runs
+    job = h.gateway.core.jobs[0].name
+    assert m[("alarmgw_polls_total", (("job", job),))] == h.gateway.core.jobs[0].runs >= 3
+    assert m[("alarmgw_poll_duration_seconds_count", (("job", job),))] == h.gateway.core.jobs[0].runs
     assert m[("alarmgw_poll_errors_total", (("job", job),))] == 0
     assert m[("alarmgw_link_requests_total", (("link", "host-1"),))] > 0
     assert m[("alarmgw_link_connected", (("link", "host-1"),))] == 1

@@ -63,7 +63,7 @@ async def test_readings_arrive_as_points_per_device_kind(tmp_path: Path, vm: Vic
         seen: dict[int, tuple[float, float]] = {}
         for _ in range(3):
             await h.cycle(1)
-            r = h.gateway.latest["smoke-1"]
+            r = h.gateway.core.latest["smoke-1"]
             seen[ms(r.at)] = (float(r.values["battery_v"]), float(r.values["rssi_dbm"]))
         await h.cycle(1)  # past the flush interval
         influx = telemetry_of(h)
@@ -100,7 +100,7 @@ async def test_points_wait_while_the_server_is_away_and_arrive_with_their_own_ti
         outage: list[int] = []
         for _ in range(6):  # nobody listens: every write fails and is retried later
             await h.cycle(1)
-            outage.append(ms(h.gateway.latest["smoke-1"].at))
+            outage.append(ms(h.gateway.core.latest["smoke-1"].at))
         assert influx.failures >= 1 and influx.written == 0 and len(influx) > 0
         vm = VictoriaMetrics(port=port, folder=tmp_path / "vm").start()
         try:
@@ -126,10 +126,10 @@ async def test_buffer_is_bounded_and_drops_the_oldest(tmp_path: Path) -> None:
         await h.start_gateway()
         influx = telemetry_of(h)
         await h.cycle(15)  # 10 devices a poll, nobody listening
-        queued = h.gateway.readings_seen  # every reading with values is one point
+        queued = h.gateway.core.readings_seen  # every reading with values is one point
         assert len(influx) == 100
         assert influx.dropped == queued - 100 > 0
-        first = h.gateway.latest["smoke-1"].at
+        first = h.gateway.core.latest["smoke-1"].at
         assert str(ms(first)) in influx._buf[-1]  # the newest are kept
 
 

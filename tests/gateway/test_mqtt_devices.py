@@ -11,8 +11,8 @@ import aiomqtt
 import pytest
 
 from alarmgw.diagnostics.tickets import Ticket
+from alarmgw.gateway.app import Gateway
 from alarmgw.gateway.config import load_site
-from alarmgw.gateway.service import Gateway
 from tests.broker import Mosquitto
 
 SITE = """\
@@ -34,7 +34,7 @@ async def gateway(tmp_path: Path, mosquitto: Mosquitto, request: pytest.FixtureR
     base = f"z2m-{request.node.name}"[:60].replace("[", "_").replace("]", "_")
     site = tmp_path / "site.yaml"
     site.write_text(SITE.format(port=mosquitto.port, base=base))
-    gw = Gateway(load_site(site))
+    gw = await Gateway.open(load_site(site))
     gw.base_topic = base  # type: ignore[attr-defined]
     task = asyncio.create_task(gw.run())
     try:
@@ -54,19 +54,19 @@ async def publish(mosquitto: Mosquitto, messages: list[tuple[str, bytes | str]])
 
 async def until(gw: Gateway, check: Callable[[], bool], timeout_s: float = 10) -> None:
     """Wait for the store to satisfy `check`, woken by the gateway's ticket events."""
-    async with gw.tickets.subscribe() as events, asyncio.timeout(timeout_s):
+    async with gw.core.changes.subscribe() as events, asyncio.timeout(timeout_s):
         while not check():
             await events.get()
 
 
 def tickets(gw: Gateway) -> list[tuple[str, str]]:
-    return sorted((t.device_id, t.fault) for t in gw.store.tickets())
+    return sorted((t.device_id, t.fault) for t in gw.store.tickets.all())
 
 
 async def wait_subscribed(gw: Gateway) -> None:
-    assert gw.mqtt_feed is not None
+    assert gw.core.polling.mqtt_feed is not None
     async with asyncio.timeout(10):
-        await gw.mqtt_feed.subscribed.wait()
+        await gw.core.polling.mqtt_feed.subscribed.wait()
 
 
 async def test_real_device_payloads_give_the_right_faults(gateway: Gateway, mosquitto: Mosquitto) -> None:
@@ -81,7 +81,7 @@ async def test_real_device_payloads_give_the_right_faults(gateway: Gateway, mosq
     )
     await until(gateway, lambda: len(tickets(gateway)) == 2)
     assert tickets(gateway) == [("pir-h", "low_battery"), ("smoke-k", "tamper")]
-    (pir,) = [t for t in gateway.store.tickets() if t.device_id == "pir-h"]
+    (pir,) = [t for t in gateway.store.tickets.all() if t.device_id == "pir-h"]
     assert pir.evidence["battery_pct"] == 9
 
 
@@ -91,7 +91,7 @@ async def test_availability_offline_is_comm_loss(gateway: Gateway, mosquitto: Mo
     await publish(mosquitto, [(f"{base}/kitchen smoke/availability", '{"state":"offline"}')])
     await until(gateway, lambda: tickets(gateway) == [("smoke-k", "comm_loss")])
     await publish(mosquitto, [(f"{base}/kitchen smoke/availability", "online")])  # legacy form
-    await until(gateway, lambda: not gateway.store.tickets()[0].fault_active)
+    await until(gateway, lambda: not gateway.store.tickets.all()[0].fault_active)
 
 
 async def test_bridge_offline_is_one_ticket_for_the_coordinator(gateway: Gateway, mosquitto: Mosquitto) -> None:
@@ -99,7 +99,7 @@ async def test_bridge_offline_is_one_ticket_for_the_coordinator(gateway: Gateway
     await wait_subscribed(gateway)
     await publish(mosquitto, [(f"{base}/bridge/state", '{"state":"offline"}')])
     await until(gateway, lambda: tickets(gateway) == [("zb-bridge", "comm_loss")])
-    t: Ticket = gateway.store.tickets()[0]
+    t: Ticket = gateway.store.tickets.all()[0]
     assert set(t.affected) == {"smoke-k", "pir-h"}
 
 
@@ -118,7 +118,7 @@ async def test_malformed_payloads_are_counted_and_change_nothing(gateway: Gatewa
         ],
     )
     await until(gateway, lambda: tickets(gateway) == [("smoke-k", "tamper")])
-    assert gateway.mqtt_feed is not None and gateway.mqtt_feed.malformed == 5
+    assert gateway.core.polling.mqtt_feed is not None and gateway.core.polling.mqtt_feed.malformed == 5
 
 
 async def test_simulated_zigbee2mqtt_bridge_end_to_end(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -130,14 +130,14 @@ async def test_simulated_zigbee2mqtt_bridge_end_to_end(tmp_path: Path, mosquitto
     site = load_site(site_file)
     scenario = Scenario(report_interval_s={"smoke_detector": 1, "pir_detector": 1})  # type: ignore[dict-item]
     async with simulator_for(site, scenario) as sim:
-        gw = Gateway(site)
+        gw = await Gateway.open(site)
         task = asyncio.create_task(gw.run())
         try:
             await wait_subscribed(gw)
             sim.inject("smoke-k", "low_battery")
             sim.inject("pir-h", "silent")
             await until(gw, lambda: tickets(gw) == [("pir-h", "comm_loss"), ("smoke-k", "low_battery")], 20)
-            (low,) = [t for t in gw.store.tickets() if t.device_id == "smoke-k"]
+            (low,) = [t for t in gw.store.tickets.all() if t.device_id == "smoke-k"]
             assert low.evidence.get("battery_pct", 100) < 15 or low.evidence.get("battery_low") is True
         finally:
             task.cancel()

@@ -104,7 +104,7 @@ async def test_engineer_session(site: tuple[Harness, dict[str, Any]]) -> None:
     code, reply, _ = await tool(ctx, "eng-1", "ack", str(t["id"]), "--note", "user says a cleaner knocked it")
     assert code == 0 and reply["result"]["state"] == "acknowledged"
     assert reply["result"]["clocks"]["response"]["state"] == "met"
-    assert h.gateway.store.get(t["id"]).acknowledged_at is not None
+    assert h.gateway.store.tickets.get(t["id"]).acknowledged_at is not None
 
     code, reply, _ = await tool(ctx, "eng-1", "device", "pir-2")
     assert code == 0 and reply["result"]["latest"]["values"]["tamper"] is True and reply["result"]["history"]
@@ -125,14 +125,14 @@ async def test_engineer_session(site: tuple[Harness, dict[str, Any]]) -> None:
     response = json.loads(out)["faults"]["tamper"]["response"]
     assert (response["met"], response["breached"], response["share_met"]) == (1, 0, 1.0)
 
-    log = h.gateway.store.audit_log()
+    log = h.gateway.store.audit.entries()
     assert [(a["user"], a["command"], a["result"]) for a in log] == [
         ("view-1", "tickets", "done"),
         ("view-1", "ack", "refused"),
         ("eng-1", "ack", "done"),
         ("eng-1", "device", "done"),
     ]
-    history = h.gateway.store.history(t["id"])
+    history = h.gateway.store.tickets.log(t["id"])
     assert history[-1]["actor"] == "eng-1" and "cleaner" in history[-1]["note"]
 
 
@@ -160,7 +160,7 @@ async def test_replayed_forged_stale_and_unknown_requests_are_refused(site: tupl
         assert "must be a whole number from 1 to" in (await raw(ctx, huge))["error"]
     assert (await raw(ctx, make_request("eng-1", ENGINEER, "status", {}, datetime.now(UTC))))["ok"]
 
-    results = [(a["command"], a["result"]) for a in h.gateway.store.audit_log()]
+    results = [(a["command"], a["result"]) for a in h.gateway.store.audit.entries()]
     assert results == [
         ("status", "done"),
         ("status", "refused"),
@@ -174,7 +174,7 @@ async def test_replayed_forged_stale_and_unknown_requests_are_refused(site: tupl
         ("status", "done"),
     ]
     with pytest.raises(Exception, match="append-only"):
-        h.gateway.store._db.execute("DELETE FROM audit")
+        h.gateway.store.connection.execute("DELETE FROM audit")
 
 
 async def test_engineer_runs_a_self_test_through_the_broker(site: tuple[Harness, dict[str, Any]]) -> None:

@@ -14,8 +14,8 @@ from alarmgw.clock import ManualClock
 from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.drivers.errors import DeviceRefused
 from alarmgw.drivers.it100_link import It100Link
+from alarmgw.gateway.app import Gateway
 from alarmgw.gateway.config import load_site
-from alarmgw.gateway.service import Gateway
 from alarmgw.gateway.wiring import simulator_buses, simulator_endpoints
 from alarmgw.simulator.scenario import Scenario
 from alarmgw.tasks import cancel_and_wait
@@ -66,14 +66,15 @@ class SerialHarness:
         self.sim = Simulator(
             simulator_endpoints(self.site), scenario, clock=self.clock, buses=simulator_buses(self.site)
         )
-        self.gw = Gateway(self.site, clock=self.clock)
+        self.gw: Gateway
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.sim.start()
+        self.gw = await Gateway.open(self.site, clock=self.clock)
         # Jobs are staggered over the interval: the first runs at once, the rest sleep
         # until their phase, which the first cycle reaches.
-        first = self.gw.jobs[0].done
+        first = self.gw.core.jobs[0].done
         self._task = asyncio.create_task(self.gw.run())
         await wait_all([first])
 
@@ -86,7 +87,7 @@ class SerialHarness:
         await poll_cycles(self.gw, self.clock, n)
 
     def tickets(self) -> list[Ticket]:
-        return self.gw.store.tickets()
+        return self.gw.store.tickets.all()
 
     def summary(self) -> list[tuple[str, str]]:
         return sorted((t.device_id, t.fault) for t in self.tickets())
@@ -138,7 +139,7 @@ async def test_unplugged_adapter_is_one_bus_ticket_and_comes_back(serial: Serial
     await serial.cycle(6)  # backoff of up to 4 s, then the port opens again
     (t,) = serial.tickets()
     assert not t.fault_active
-    assert serial.gw.latest["a-smoke"].at == serial.clock.now()
+    assert serial.gw.core.latest["a-smoke"].at == serial.clock.now()
 
 
 async def test_zone_fault_and_keybus_fault(serial: SerialHarness) -> None:
@@ -175,14 +176,14 @@ async def test_a_dead_unit_costs_its_own_timeout_only(serial: SerialHarness) -> 
     serial.sim.inject("wh-a", "offline")  # unit 1 hangs; unit 2 shares the bus
     for _ in range(6):
         await serial.cycle(1)
-        assert serial.gw.latest["b-smoke"].at == serial.clock.now()  # polled every cycle
+        assert serial.gw.core.latest["b-smoke"].at == serial.clock.now()  # polled every cycle
     assert serial.summary() == [("wh-a", "comm_loss")]
     (t,) = serial.tickets()
     assert set(t.affected) == {"a-smoke", "a-pir"}
 
 
 async def test_unsupported_command_is_refused_not_retried(serial: SerialHarness) -> None:
-    link = next(x for x in serial.gw.links if isinstance(x, It100Link))
+    link = next(x for x in serial.gw.core.links if isinstance(x, It100Link))
     before = link.requests
     with pytest.raises(DeviceRefused, match="system error 022"):
         await link.command("074")  # keep-alive: not something this panel supports

@@ -1,0 +1,239 @@
+"""The site core: readings in, fault episodes, tickets and their outbox messages out.
+
+One straight way from the wire to the outbox: a driver's readings reach `ingest`, the
+diagnoser turns them into fault changes, the ticket desk says what each change does to the
+tickets, and one store call writes the ticket, its log line, its uplink message and the
+fault event in one transaction, or none of them. A change the store cannot take now (a
+lock held too long, a full disk) waits, in order and with its detection time, and is
+written on the next reading: nothing is reported twice and no clock starts late.
+What was stored is then published on one stream of typed changes for whoever listens.
+
+The core builds no front end: no HTTP, remote commands, InfluxDB or Home Assistant here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from alarmgw.clock import Clock, iso
+from alarmgw.diagnostics.engine import Diagnoser, FaultChange
+from alarmgw.diagnostics.escalation import due_escalations
+from alarmgw.diagnostics.rules import load_fault_table
+from alarmgw.diagnostics.tickets import Ticket, TicketError, TicketState
+from alarmgw.drivers.errors import DriverError
+from alarmgw.model import Device, Reading
+
+from .bus import Bus
+from .changes import Change, ReadingsTaken, TicketEvent
+from .config import LoadedSite
+from .messages import escalation_messages, fault_messages
+from .polling import Link, build_polling
+from .refusals import Conflict, Invalid, NotFound, Unavailable
+from .scheduler import PollJob, RunObserver, run_jobs, stagger
+from .store import Store, StoreError, TicketNotFound
+from .ticketing import TicketDesk
+
+log = logging.getLogger(__name__)
+
+# Fault changes waiting for a store that cannot take them. Each (device, fault) flips at most
+# once per debounce, so this many means the store has been gone for a long time; past it the
+# oldest are given up, loudly.
+MAX_UNRECORDED = 10_000
+
+
+class SiteCore:
+    """One site's devices, diagnostics and tickets on an open store. It opens nothing: the
+    caller owns the store and the links' lifetimes."""
+
+    def __init__(self, site: LoadedSite, clock: Clock, store: Store, *, uplink_root: str | None = None) -> None:
+        cfg = site.config
+        self.site = site
+        self.clock = clock
+        self.store = store
+        self.uplink_root = uplink_root  # fault and escalation events are queued only with an uplink
+        self.devices: dict[str, Device] = {d.id: d for d in cfg.devices()}
+        self._kinds = {d.id: d.kind for d in self.devices.values()}
+        self.table = load_fault_table(site.faults_file)
+        self.diagnoser = Diagnoser(self.devices.values(), self.table, cfg.supervision())
+        self.diagnoser.restore(store.tickets.active_faults())
+        self.desk = TicketDesk(store.tickets, store.history, cfg.site, self.devices, self.table)
+        self.changes: Bus[Change] = Bus()
+        self.latest: dict[str, Reading] = {}
+        self.readings_seen = 0
+        self.record_failures = 0
+        self._unrecorded: deque[FaultChange] = deque()
+        self._sampled: dict[str, float] = {}
+        polling = build_polling(site, self.devices, clock, self.ingest)
+        self.polling = polling
+        self.links: list[Link] = polling.links
+        self.jobs: list[PollJob] = polling.jobs
+        retention = timedelta(days=cfg.history.retention_days)
+
+        async def prune() -> None:
+            self.store.history.prune(self.clock.now() - retention)
+
+        self.jobs.append(PollJob("history-prune@1h", 3600.0, prune))
+        self.jobs.append(
+            PollJob(f"escalation@{cfg.escalation.interval_s:g}s", cfg.escalation.interval_s, self.escalate)
+        )
+
+    # --- from readings to the store -----------------------------------------------------
+
+    def ingest(self, readings: Sequence[Reading]) -> None:
+        """Feed readings through diagnostics into tickets. Called by every driver."""
+        observe = self.diagnoser.observe
+        latest, sampled = self.latest, self._sampled
+        every = self.site.config.history.interval_s
+        now = self.clock.monotonic()
+        samples = []
+        changes: list[FaultChange] = []
+        for r in readings:
+            latest[r.device_id] = r
+            if r.values and now - sampled.get(r.device_id, -1e18) >= every:
+                sampled[r.device_id] = now
+                samples.append((r.device_id, r.at, r.values))
+            found = observe(r)
+            if found:
+                changes.extend(found)
+        self.readings_seen += len(readings)
+        if changes or self._unrecorded:
+            self._record(changes)
+        self.changes.publish(ReadingsTaken(readings))
+        if samples:
+            try:
+                self.store.history.add(samples)  # one transaction for the whole poll
+            except StoreError as exc:
+                log.warning("could not keep %d history samples: %s", len(samples), exc)
+
+    def _record(self, changes: Sequence[FaultChange]) -> None:
+        """Write fault changes in order; what cannot be written now waits for the next try."""
+        self._unrecorded.extend(changes)
+        while len(self._unrecorded) > MAX_UNRECORDED:
+            lost = self._unrecorded.popleft()
+            log.error("store unwritable for too long: gave up %s", lost)
+        while self._unrecorded:
+            change = self._unrecorded[0]
+            try:
+                event = self._record_one(change)
+            except Exception as exc:
+                self.record_failures += 1
+                waiting = len(self._unrecorded)
+                if isinstance(exc, StoreError):
+                    log.warning("could not record %s (%s); %d fault changes wait for the store", change, exc, waiting)
+                else:
+                    log.exception("could not record %s; %d fault changes wait", change, waiting)
+                return
+            self._unrecorded.popleft()
+            self.changes.publish(change)
+            if event is not None:
+                self.changes.publish(event)
+
+    def _record_one(self, change: FaultChange) -> TicketEvent | None:
+        """One transaction: the fault event and what it does to a ticket."""
+        root = self.uplink_root
+        site_id = self.site.config.site.id
+        messages = fault_messages(root, site_id, [change], self.table, self._kinds) if root else []
+        ticket_change = self.desk.apply(change)
+        if ticket_change is None:
+            self.store.outbox.enqueue(messages)
+            return None
+        stored = self.store.tickets.write(
+            ticket_change.ticket, ticket_change.action, ticket_change.at, note=ticket_change.note, messages=messages
+        )
+        log.info("ticket %s %s: %s %s", stored.id, ticket_change.action, stored.device_id, stored.fault)
+        return TicketEvent(ticket_change.action, stored, self.clock.now())
+
+    # --- service clocks -------------------------------------------------------------------
+
+    async def escalate(self) -> None:
+        """Warn about every service clock that reached a mark, once per ticket, clock and mark."""
+        marks = {str(k): v for k, v in self.site.config.escalation.marks.items()}
+        now = self.clock.now()
+        root, site_id = self.uplink_root, self.site.config.site.id
+        open_tickets = self.store.tickets.all(include_closed=False)
+        for e in due_escalations(open_tickets, now, marks, self.store.escalations.sent()):
+            messages = escalation_messages(root, site_id, e) if root else None
+            if self.store.escalations.record(e.ticket_id, e.clock, e.mark_s, now, messages):
+                log.warning("escalation: %s", e.describe())
+                self.changes.publish(e)
+
+    # --- what people ask -------------------------------------------------------------------
+
+    def move(self, ticket_id: int, to: TicketState, *, actor: str, note: str = "") -> Ticket:
+        """A person moves a ticket along its lifecycle (its uplink message goes with it)."""
+        now = self.clock.now()
+        try:
+            stored = self.store.tickets.move(ticket_id, to, now, actor=actor, note=note)
+        except TicketNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        except TicketError as exc:
+            raise Conflict(str(exc)) from exc
+        except StoreError as exc:
+            raise Unavailable(f"{exc}; try again") from exc
+        self.changes.publish(TicketEvent(to.value, stored, now))
+        return stored
+
+    async def poll_now(self, device_id: str) -> dict[str, Any]:
+        """Poll the device's group at once (a remote engineer's request); its latest reading."""
+        self._device(device_id)
+        job = self.polling.job_of.get(device_id)
+        if job is None:
+            raise Invalid(f"{device_id} is not polled by this gateway; it reports by itself")
+        await job.run()
+        r = self.latest.get(device_id)
+        return {"device": device_id, "at": iso(r.at) if r else None, "values": dict(r.values) if r else {}}
+
+    async def self_test(self, device_id: str) -> dict[str, Any]:
+        """Ask the device to run its self-test, then poll it for the result."""
+        self._device(device_id)
+        poller = self.polling.poller_of.get(device_id)
+        if poller is None:
+            raise Invalid(f"{device_id}: its host offers no self-test command to this gateway")
+        try:
+            await poller.command(device_id, "self_test")
+        except DriverError as exc:
+            raise Invalid(str(exc)) from exc
+        return await self.poll_now(device_id)
+
+    def _device(self, device_id: str) -> Device:
+        d = self.devices.get(device_id)
+        if d is None:
+            raise NotFound(f"no device {device_id!r}")
+        return d
+
+    # --- what it knows ---------------------------------------------------------------------
+
+    def active_faults(self) -> dict[str, list[str]]:
+        active: dict[str, list[str]] = {}
+        for dev, fault in self.diagnoser.active():
+            active.setdefault(dev, []).append(fault)
+        return active
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start, for the log and for benchmarks."""
+        feed = self.polling.mqtt_feed
+        return {
+            "readings": self.readings_seen,
+            "polls": sum(j.runs for j in self.jobs),
+            "poll_errors": sum(j.errors for j in self.jobs),
+            "polls_skipped": sum(j.skipped for j in self.jobs),
+            "requests": sum(link.requests for link in self.links),
+            "link_failures": sum(link.failures for link in self.links),
+            "active_faults": len(self.diagnoser.active()),
+            "mqtt_messages": feed.messages if feed else 0,
+            "mqtt_malformed": feed.malformed if feed else 0,
+            "record_failures": self.record_failures,
+            "unrecorded": len(self._unrecorded),
+            "outbox_depth": self.store.outbox.depth(),
+            "outbox_evicted": self.store.outbox.evicted,
+            "outbox_overflowing": int(self.store.outbox.overflowing),
+        }
+
+    async def run(self, on_run: RunObserver | None = None) -> None:
+        """Run every poll job, phases staggered, until cancelled."""
+        stagger(self.jobs)
+        await run_jobs(self.jobs, self.clock, on_run)

@@ -1,0 +1,146 @@
+"""From a site file to what polls its equipment: one link per Modbus TCP host and per serial
+bus, host pollers with their block-read plans, one poll job per host and interval (phases
+staggered), a health job per bus, and the MQTT device feed. Nothing here opens anything:
+links connect on their first request, the feed when its task starts."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from alarmgw.backoff import Backoff
+from alarmgw.clock import Clock
+from alarmgw.drivers.it100_link import It100Link, It100Poller
+from alarmgw.drivers.modbus_client import HostPoller, ModbusLink, rtu_link, tcp_link
+from alarmgw.drivers.modbus_map import BlockRead
+from alarmgw.drivers.mqtt_devices import MqttDeviceFeed
+from alarmgw.drivers.zigbee2mqtt import Zigbee2MqttRouter
+from alarmgw.model import Device, Reading
+
+from .config import LoadedSite
+from .scheduler import PollJob
+
+Ingest = Callable[[Sequence[Reading]], None]
+Link = ModbusLink | It100Link
+
+
+@dataclass
+class Polling:
+    """Everything that reads the site's equipment, and which job reads which device."""
+
+    jobs: list[PollJob] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    job_of: dict[str, PollJob] = field(default_factory=dict)  # device -> the job that polls it
+    poller_of: dict[str, HostPoller] = field(default_factory=dict)  # device -> its Modbus host poller
+    mqtt_feed: MqttDeviceFeed | None = None
+
+
+def build_polling(site: LoadedSite, devices: Mapping[str, Device], clock: Clock, ingest: Ingest) -> Polling:
+    """Links, pollers and jobs for every host, bus and MQTT bridge of the site; each job hands
+    its readings to `ingest`. Jobs are not staggered yet: the caller adds its own first."""
+    cfg = site.config
+    out = Polling()
+
+    def backoff() -> Backoff:
+        return Backoff(cfg.poll.backoff_initial_s, cfg.poll.backoff_max_s)
+
+    def job(name: str, interval: float, poll: Callable[[], Awaitable[list[Reading]]], ids: Sequence[str]) -> None:
+        async def run() -> None:
+            ingest(await poll())
+
+        j = PollJob(name, interval, run)
+        out.jobs.append(j)
+        for device_id in ids:
+            out.job_of[device_id] = j
+
+    bus_links: dict[str, Link] = {}
+    for bus in cfg.buses:
+        port = str(site.bus_ports[bus.id])
+        if bus.protocol == "modbus_rtu":
+            link: Link = rtu_link(
+                bus.id, port, bus.baud, clock, timeout_s=bus.timeout_s, retries=bus.retries, backoff=backoff()
+            )
+        else:
+            link = It100Link(
+                bus.id, port, bus.baud, clock, timeout_s=bus.timeout_s, retries=bus.retries, backoff=backoff()
+            )
+        bus_links[bus.id] = link
+        out.links.append(link)
+    for host in cfg.hosts:
+        host_dev = devices[host.id]
+        bus_cfg = next((b for b in cfg.buses if b.id == host.bus), None)
+        host_interval = host.poll_interval_s or (bus_cfg and bus_cfg.poll_interval_s) or cfg.poll.interval_s
+        if host.it100 is not None:
+            it_link = bus_links[host.it100.bus]
+            assert isinstance(it_link, It100Link)
+            zones = {d.zone: devices[d.id] for d in host.devices if d.zone is not None}
+            panel = It100Poller(host_dev, zones, it_link, clock, ingest)
+            job(f"{host.id}@{host_interval:g}s", host_interval, panel.poll, [host.id, *(d.id for d in zones.values())])
+            continue
+        if host.modbus is not None:
+            mb_link: Link = tcp_link(
+                host.id,
+                host.modbus.address,
+                host.modbus.port,
+                host.modbus.unit,
+                clock,
+                timeout_s=cfg.poll.timeout_s,
+                retries=cfg.poll.retries,
+                backoff=backoff(),
+            )
+            out.links.append(mb_link)
+            unit = None
+        else:
+            assert host.rtu is not None
+            mb_link, unit = bus_links[host.rtu.bus], host.rtu.unit
+        assert isinstance(mb_link, ModbusLink)
+        slots: list[tuple[Device, int]] = [(host_dev, 0)]
+        groups: dict[float, list[str]] = {host_interval: [host.id]}
+        for d in host.devices:
+            assert d.slot is not None
+            slots.append((devices[d.id], d.slot))
+            groups.setdefault(d.poll_interval_s or host_interval, []).append(d.id)
+        poller = HostPoller(host_dev, mb_link, site.profiles[host.model], slots, clock, unit)
+        for interval, ids in sorted(groups.items()):
+            plan = poller.plan(ids)
+            job(f"{host.id}@{interval:g}s", interval, _planned(poller, plan), ids)
+            for device_id in ids:
+                out.poller_of[device_id] = poller
+    for bus in cfg.buses:
+        interval = bus.poll_interval_s or cfg.poll.interval_s
+        job(f"{bus.id}@{interval:g}s", interval, _bus_health(bus.id, bus_links[bus.id], clock), [])
+    if cfg.zigbee2mqtt:
+        routers = [
+            Zigbee2MqttRouter(
+                z.base_topic, z.id, {d.friendly_name: d.id for d in z.devices}, site.json_profiles[z.profile]
+            )
+            for z in cfg.zigbee2mqtt
+        ]
+        feed = out.mqtt_feed = MqttDeviceFeed(routers, clock, ingest)
+
+        async def judge_latch() -> list[Reading]:
+            return feed.readings()
+
+        interval = min(z.interval_s or cfg.poll.interval_s for z in cfg.zigbee2mqtt)
+        job(f"mqtt-devices@{interval:g}s", interval, judge_latch, [])
+    return out
+
+
+def _planned(poller: HostPoller, plan: Sequence[BlockRead]) -> Callable[[], Awaitable[list[Reading]]]:
+    async def poll() -> list[Reading]:
+        return await poller.poll(plan)
+
+    return poll
+
+
+def _bus_health(bus_id: str, link: Link, clock: Clock) -> Callable[[], Awaitable[list[Reading]]]:
+    """A bus reports whether its port is open and how many recent transactions failed."""
+
+    async def poll() -> list[Reading]:
+        values: dict[str, float | int | bool] = {"link_lost": not link.connected and link.requests > 0}
+        rate = link.error_rate()
+        if rate is not None:
+            values["bus_error_rate"] = rate
+        return [Reading(bus_id, clock.now(), values)]
+
+    return poll

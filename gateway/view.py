@@ -1,0 +1,69 @@
+"""What the faces of a gateway (remote desk, HTTP API, metrics, dashboard, live view) may see
+of its site core: a small typed Protocol, so that no face needs the core's class, and the
+core needs none of theirs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from alarmgw.clock import Clock
+from alarmgw.diagnostics.rules import FaultTable
+from alarmgw.diagnostics.tickets import Ticket, TicketState
+from alarmgw.model import Device, Reading
+
+from .bus import Bus
+from .changes import Change
+from .config import LoadedSite
+from .polling import Link
+from .scheduler import PollJob
+from .store import Store
+
+
+class SiteView(Protocol):
+    @property
+    def site(self) -> LoadedSite: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def devices(self) -> Mapping[str, Device]: ...
+
+    @property
+    def table(self) -> FaultTable: ...
+
+    @property
+    def latest(self) -> Mapping[str, Reading]: ...
+
+    @property
+    def changes(self) -> Bus[Change]: ...
+
+    @property
+    def jobs(self) -> Sequence[PollJob]: ...
+
+    @property
+    def links(self) -> Sequence[Link]: ...
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start."""
+        ...
+
+    def active_faults(self) -> dict[str, list[str]]:
+        """Device -> the faults raised on it now."""
+        ...
+
+    async def poll_now(self, device_id: str) -> dict[str, Any]:
+        """Poll the device's group at once; raises NotFound or Invalid."""
+        ...
+
+    async def self_test(self, device_id: str) -> dict[str, Any]:
+        """Run the device's self-test and read the result; raises NotFound or Invalid."""
+        ...
+
+    def move(self, ticket_id: int, to: TicketState, *, actor: str, note: str = "") -> Ticket:
+        """A person moves a ticket; raises NotFound, Conflict or Unavailable."""
+        ...
