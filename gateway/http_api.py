@@ -14,17 +14,18 @@ at start and signals stay the gateway's.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route functions' annotations
-# at run time, and they name types local to build_app.
+# at run time.
 import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -151,11 +152,154 @@ class MoveIn(BaseModel):
     note: str = Field(default="", max_length=500, description="what was done or said")
 
 
-# --- the application ---------------------------------------------------------------------
+# --- the routes: module level, the gateway's parts reached through the app's state -------
+
+
+@dataclass(frozen=True)
+class ApiState:
+    """What the routes need of one gateway, kept on `app.state.alarmgw`."""
+
+    ops: Operations
+    tokens: ApiTokens
+    metrics: GatewayMetrics
+    metrics_public: bool
+
+
+def _state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.alarmgw
+    return state
+
+
+bearer = HTTPBearer(auto_error=False, description="a token from the site's API tokens file")
+
+
+def holder(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], request: Request) -> Whoami:
+    """The token's holder, or 401."""
+    found = _state(request).tokens.holder(creds.credentials) if creds is not None else None
+    if found is None:
+        where = request.client.host if request.client else "?"
+        log.warning("http %s %s from %s: %s", request.method, request.url.path, where, "no or unknown token")
+        raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    return Whoami(name=found[0], role=found[1])
+
+
+Caller = Annotated[Whoami, Depends(holder)]
+
+
+async def perform(request: Request, who: Whoami, command: str, **args: Any) -> JSONResponse:
+    """Run one command through the shared operations; a refusal becomes its HTTP status."""
+    try:
+        result = await _state(request).ops.perform(who.name, who.role, command, args, "http")
+    except Refused as exc:
+        raise HTTPException(STATUS[exc.why], str(exc)) from None
+    # Returned as is: the response models document the shapes (and the tests hold the
+    # answers to them); validating 5,000 devices again on every request costs 0.3 s.
+    return JSONResponse(result)
+
+
+router = APIRouter()
+
+
+@router.get("/api/whoami", response_model=Whoami, tags=["site"], responses=READ)
+async def whoami(who: Caller) -> Whoami:
+    """Whose token this is, and its role."""
+    return who
+
+
+@router.get("/api/site", response_model=SiteOut, tags=["site"], responses=READ)
+async def site(request: Request, who: Caller) -> Any:
+    """The site, the gateway's clock and its counters."""
+    return await perform(request, who, "status")
+
+
+@router.get("/api/devices", response_model=list[DeviceOut], tags=["devices"], responses=READ)
+async def devices(request: Request, who: Caller) -> Any:
+    """Every device with its latest reading (battery, signal, ...) and active faults."""
+    return await perform(request, who, "devices")
+
+
+@router.get("/api/devices/{device_id}", response_model=DeviceDetail, tags=["devices"], responses=ONE)
+async def device(request: Request, who: Caller, device_id: str) -> Any:
+    """One device with its recent history."""
+    return await perform(request, who, "device", id=device_id)
+
+
+@router.post("/api/devices/{device_id}/poll", tags=["devices"], responses=COMMAND)
+async def poll(request: Request, who: Caller, device_id: str) -> Any:
+    """Poll the device now (engineer)."""
+    return await perform(request, who, "poll", id=device_id)
+
+
+@router.post("/api/devices/{device_id}/selftest", tags=["devices"], responses=COMMAND)
+async def selftest(request: Request, who: Caller, device_id: str) -> Any:
+    """Ask the device to test itself, then read the result (engineer)."""
+    return await perform(request, who, "selftest", id=device_id)
+
+
+@router.get("/api/faults", response_model=list[FaultOut], tags=["faults"], responses=READ)
+async def faults(request: Request, who: Caller) -> Any:
+    """Faults raised now."""
+    return await perform(request, who, "faults")
+
+
+@router.get("/api/tickets", response_model=list[TicketOut], tags=["tickets"], responses=READ)
+async def tickets(
+    request: Request, who: Caller, all: Annotated[bool, Query(description="include closed tickets")] = False
+) -> Any:
+    """Tickets with every clock's due time, remaining time and state."""
+    return await perform(request, who, "tickets", all=all)
+
+
+@router.get("/api/tickets/{ticket_id}", response_model=TicketOut, tags=["tickets"], responses=ONE)
+async def ticket(request: Request, who: Caller, ticket_id: TicketId) -> Any:
+    return await perform(request, who, "ticket", id=ticket_id)
+
+
+@router.post("/api/tickets/{ticket_id}/{action}", response_model=TicketOut, tags=["tickets"], responses=MOVE)
+async def move(
+    request: Request,
+    who: Caller,
+    ticket_id: TicketId,
+    action: Annotated[str, PathParam(pattern=f"^({'|'.join(MOVES)})$")],
+    body: MoveIn | None = None,
+) -> Any:
+    """Move a ticket (engineer): ack, dispatch, arrive, resolve, close. 409 when the ticket's
+    state does not allow it."""
+    return await perform(request, who, action, id=ticket_id, note=body.note if body else "")
+
+
+async def prometheus(request: Request) -> Response:
+    """Prometheus text format."""
+    state = _state(request)
+    if not state.metrics_public:
+        holder(await bearer(request), request)
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+@router.get("/", include_in_schema=False)
+async def dashboard() -> FileResponse:
+    return FileResponse(DASHBOARD / "index.html")
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    return Response(status_code=204)
+
+
+@router.get("/dashboard/{name}", include_in_schema=False)
+async def asset(name: str) -> FileResponse:
+    if name not in ("dashboard.js", "dashboard.css"):
+        raise HTTPException(404, "no such file")
+    return FileResponse(DASHBOARD / name)
+
+
+async def crashed(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("http %s %s failed", request.method, request.url.path)
+    return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
 
 def build_app(ops: Operations, tokens: ApiTokens, metrics: GatewayMetrics, metrics_public: bool = False) -> FastAPI:
-    bearer = HTTPBearer(auto_error=False, description="a token from the site's API tokens file")
+    """The API of one gateway: the routes above, on that gateway's operations and tokens."""
     app = FastAPI(
         title="alarmgw",
         version=__version__,
@@ -164,113 +308,19 @@ def build_app(ops: Operations, tokens: ApiTokens, metrics: GatewayMetrics, metri
         docs_url=None,  # the Swagger page loads from a CDN a site box may not reach
         redoc_url=None,
     )
-
-    def holder(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], request: Request) -> Whoami:
-        found = tokens.holder(creds.credentials) if creds is not None else None
-        if found is None:
-            where = request.client.host if request.client else "?"
-            log.warning("http %s %s from %s: %s", request.method, request.url.path, where, "no or unknown token")
-            raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        return Whoami(name=found[0], role=found[1])
-
-    Caller = Annotated[Whoami, Depends(holder)]
-
-    async def perform(who: Whoami, command: str, **args: Any) -> JSONResponse:
-        try:
-            result = await ops.perform(who.name, who.role, command, args, "http")
-        except Refused as exc:
-            raise HTTPException(STATUS[exc.why], str(exc)) from None
-        # Returned as is: the response models document the shapes (and the tests hold the
-        # answers to them); validating 5,000 devices again on every request costs 0.3 s.
-        return JSONResponse(result)
-
-    @app.get("/api/whoami", response_model=Whoami, tags=["site"], responses=READ)
-    async def whoami(who: Caller) -> Whoami:
-        """Whose token this is, and its role."""
-        return who
-
-    @app.get("/api/site", response_model=SiteOut, tags=["site"], responses=READ)
-    async def site(who: Caller) -> Any:
-        """The site, the gateway's clock and its counters."""
-        return await perform(who, "status")
-
-    @app.get("/api/devices", response_model=list[DeviceOut], tags=["devices"], responses=READ)
-    async def devices(who: Caller) -> Any:
-        """Every device with its latest reading (battery, signal, ...) and active faults."""
-        return await perform(who, "devices")
-
-    @app.get("/api/devices/{device_id}", response_model=DeviceDetail, tags=["devices"], responses=ONE)
-    async def device(who: Caller, device_id: str) -> Any:
-        """One device with its recent history."""
-        return await perform(who, "device", id=device_id)
-
-    @app.post("/api/devices/{device_id}/poll", tags=["devices"], responses=COMMAND)
-    async def poll(who: Caller, device_id: str) -> Any:
-        """Poll the device now (engineer)."""
-        return await perform(who, "poll", id=device_id)
-
-    @app.post("/api/devices/{device_id}/selftest", tags=["devices"], responses=COMMAND)
-    async def selftest(who: Caller, device_id: str) -> Any:
-        """Ask the device to test itself, then read the result (engineer)."""
-        return await perform(who, "selftest", id=device_id)
-
-    @app.get("/api/faults", response_model=list[FaultOut], tags=["faults"], responses=READ)
-    async def faults(who: Caller) -> Any:
-        """Faults raised now."""
-        return await perform(who, "faults")
-
-    @app.get("/api/tickets", response_model=list[TicketOut], tags=["tickets"], responses=READ)
-    async def tickets(who: Caller, all: Annotated[bool, Query(description="include closed tickets")] = False) -> Any:
-        """Tickets with every clock's due time, remaining time and state."""
-        return await perform(who, "tickets", all=all)
-
-    @app.get("/api/tickets/{ticket_id}", response_model=TicketOut, tags=["tickets"], responses=ONE)
-    async def ticket(who: Caller, ticket_id: TicketId) -> Any:
-        return await perform(who, "ticket", id=ticket_id)
-
-    @app.post("/api/tickets/{ticket_id}/{action}", response_model=TicketOut, tags=["tickets"], responses=MOVE)
-    async def move(
-        who: Caller,
-        ticket_id: TicketId,
-        action: Annotated[str, PathParam(pattern=f"^({'|'.join(MOVES)})$")],
-        body: MoveIn | None = None,
-    ) -> Any:
-        """Move a ticket (engineer): ack, dispatch, arrive, resolve, close. 409 when the ticket's
-        state does not allow it."""
-        return await perform(who, action, id=ticket_id, note=body.note if body else "")
-
-    @app.get(
+    app.state.alarmgw = ApiState(ops, tokens, metrics, metrics_public)
+    app.include_router(router)
+    # Whether /metrics wants a token is the site's choice, and its documentation follows it.
+    app.add_api_route(
         "/metrics",
+        prometheus,
+        methods=["GET"],
         tags=["metrics"],
         response_class=Response,
         responses={} if metrics_public else READ,
         openapi_extra=None if metrics_public else {"security": [{"HTTPBearer": []}]},
     )
-    async def prometheus(request: Request) -> Response:
-        """Prometheus text format."""
-        if not metrics_public:
-            holder(await bearer(request), request)
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
-
-    @app.get("/", include_in_schema=False)
-    async def dashboard() -> FileResponse:
-        return FileResponse(DASHBOARD / "index.html")
-
-    @app.get("/favicon.ico", include_in_schema=False)
-    async def favicon() -> Response:
-        return Response(status_code=204)
-
-    @app.get("/dashboard/{name}", include_in_schema=False)
-    async def asset(name: str) -> FileResponse:
-        if name not in ("dashboard.js", "dashboard.css"):
-            raise HTTPException(404, "no such file")
-        return FileResponse(DASHBOARD / name)
-
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("http %s %s failed", request.method, request.url.path)
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
-
+    app.add_exception_handler(Exception, crashed)
     return app
 
 

@@ -162,3 +162,14 @@ def http_extra(folder: Path, port: int | None = None, metrics_public: bool = Fal
     (folder / "api-tokens.yaml").write_text("tokens:\n" + "".join(f"  {e}\n" for e in entries))
     public = "true" if metrics_public else "false"
     return f"http: {{port: {port or free_port()}, tokens_file: api-tokens.yaml, metrics_public: {public}}}\n"
+
+
+UNIT_TIMEOUT_S = 10  # a unit test has no peer to wait for: a hang fails fast
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests not marked `integration` run under a tight timeout (unless they set their own);
+    integration tests keep the suite's 60 s."""
+    for item in items:
+        if item.get_closest_marker("integration") is None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT_S))

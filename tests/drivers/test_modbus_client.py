@@ -17,6 +17,8 @@ from alarmgw.model import Device, DeviceKind
 from alarmgw.simulator.modbus_server import HostEndpoint
 from alarmgw.simulator.runner import Simulator
 
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 PROFILE = load_profile(Path(__file__).parents[2] / "config/profiles/sim-wh100.yaml")
 HOST = Device("h1", DeviceKind.HOST, "h1", None)
 SMOKE = Device("s1", DeviceKind.SMOKE_DETECTOR, "h1", "h1")

@@ -18,6 +18,8 @@ import pytest
 from alarmgw.gateway.runtime import free_port
 from tests.conftest import write_site
 
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 ROOT = Path(__file__).resolve().parents[2]
 
 ALARMGW = [sys.executable, "-m", "alarmgw.gateway.cli"]

@@ -17,6 +17,8 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from alarmgw.gateway.runtime import free_port
 from tests.conftest import ENGINEER_TOKEN, VIEWER_TOKEN, Harness, harness_for, http_extra, write_site
 
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--no-sandbox",  # the tests may run as root

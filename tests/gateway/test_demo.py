@@ -8,6 +8,9 @@ import re
 import sys
 
 import httpx
+import pytest
+
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
 
 
 async def test_demo_serves_the_dashboard_and_prints_its_address() -> None:

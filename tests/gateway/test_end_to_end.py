@@ -21,6 +21,8 @@ from alarmgw.gateway.store import Store
 from alarmgw.simulator.modbus_server import ModbusHostServer
 from tests.conftest import POLL_S, Harness, harness_for, http_extra, write_site
 
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 
 async def test_healthy_site_opens_no_ticket(harness: Harness) -> None:
     gw = await harness.start_gateway()

@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 
 from alarmgw.gateway.runtime import free_port
 from tests.broker import Mosquitto
 from tests.conftest import harness_for, write_site
+
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
 
 
 async def test_devices_appear_in_home_assistant_with_faults_as_binary_sensors(

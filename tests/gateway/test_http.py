@@ -20,6 +20,8 @@ from alarmgw.gateway.config import HttpConfig
 from alarmgw.gateway.runtime import free_port
 from tests.conftest import ENGINEER_TOKEN, VIEWER_TOKEN, Harness, harness_for, http_extra, write_site
 
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 VIEW = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
 ENG = {"Authorization": f"Bearer {ENGINEER_TOKEN}"}
 

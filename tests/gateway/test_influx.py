@@ -15,6 +15,8 @@ from alarmgw.gateway.runtime import free_port
 from tests.conftest import Harness, harness_for, write_site
 from tests.services import VictoriaMetrics
 
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 
 @pytest.fixture
 def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:

@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 ROOT = Path(__file__).resolve().parents[2]
 
 FRONT_ENDS = (

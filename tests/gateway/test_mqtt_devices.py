@@ -15,6 +15,8 @@ from alarmgw.gateway.app import Gateway
 from alarmgw.gateway.config import load_site
 from tests.broker import Mosquitto
 
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 SITE = """\
 site: {{id: z-site}}
 store: {{path: tickets.db}}

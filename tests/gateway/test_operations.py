@@ -20,6 +20,8 @@ from alarmgw.gateway.runtime import free_port
 from alarmgw.gateway.store import Store
 from tests.conftest import Harness
 
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 SECRET = "a-long-engineer-secret-1234"
 
 

@@ -21,6 +21,8 @@ from alarmgw.gateway.runtime import free_port
 from tests.broker import Mosquitto
 from tests.conftest import Harness, harness_for, write_site
 
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 ENGINEER, VIEWER = "a-long-engineer-secret-1234", "a-long-viewer-secret-5678"
 
 

@@ -21,6 +21,8 @@ from alarmgw.simulator.scenario import Scenario
 from alarmgw.tasks import cancel_and_wait
 from tests.conftest import POLL_S, poll_cycles, wait_all
 
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 SITE = """\
 site: {{id: serial-site, area: suburb}}
 store: {{path: tickets.db}}

@@ -25,6 +25,8 @@ from alarmgw.gateway.uplink import RECHECK_S
 from tests.broker import Mosquitto
 from tests.conftest import Harness, harness_for, write_site
 
+pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
+
 UPLINK = """\
 uplink:
   broker: {{host: 127.0.0.1, port: {port}}}
