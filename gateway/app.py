@@ -51,7 +51,7 @@ class Gateway:
         self._given_store = store
         self._stack = contextlib.AsyncExitStack()
         self._core: SiteCore | None = None
-        self._store: Store | None = None
+        self.metrics: GatewayMetrics | None = None
         self.uplink: Uplink | None = None
         self.remote: RemoteDesk | None = None
         self.influx: InfluxTelemetry | None = None
@@ -79,7 +79,7 @@ class Gateway:
         try:
             self._open()
         except BaseException:
-            await self._stack.aclose()
+            await self.aclose()  # whatever was opened before the failure
             raise
         return self
 
@@ -120,12 +120,14 @@ class Gateway:
             core.changes.listen(self.influx.on_change)
             long_running.append(("influxdb", self.influx.run))
         uplink = self.uplink
-        self.metrics = GatewayMetrics(core, self.tasks, self.influx, (lambda: uplink.published) if uplink else None)
-        core.changes.listen(self.metrics.on_change)
+        metrics = self.metrics = GatewayMetrics(
+            core, self.tasks, self.influx, (lambda: uplink.published) if uplink else None
+        )
+        core.changes.listen(metrics.on_change)
         if cfg.http is not None and site.api_tokens is not None:
             from .http_api import HttpServer, build_app  # fastapi and uvicorn: only when used
 
-            app = build_app(ops, site.api_tokens, self.metrics, cfg.http.metrics_public)
+            app = build_app(ops, site.api_tokens, metrics, cfg.http.metrics_public)
             self.http = HttpServer(app, cfg.http.bind, cfg.http.port)  # binds now: a taken port fails here
             self._stack.callback(self.http.sock.close)
             long_running.append(("http", self.http.run))
@@ -171,7 +173,7 @@ class Gateway:
             "gateway for site %s: %d devices, %d poll jobs", self.site.config.site.id, len(core.devices), len(core.jobs)
         )
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(core.run(self.metrics.poll_done))
+            tg.create_task(core.run(self.metrics.poll_done if self.metrics else None))
             for task in self.tasks:
                 tg.create_task(task(), name=task.name)
 

@@ -230,6 +230,8 @@ async def test_prometheus_metrics(api: tuple[Harness, httpx.AsyncClient]) -> Non
     assert m[("alarmgw_active_faults", (("fault", "tamper"),))] == 1
     assert m[("alarmgw_ticket_open_delay_seconds_count", ())] == 1
     assert ("alarmgw_outbox_depth", ()) in m
+    assert m[("alarmgw_outbox_evicted_total", ())] == 0 and m[("alarmgw_outbox_overflowing", ())] == 0
+    assert m[("alarmgw_unrecorded_changes", ())] == 0
     assert m[("alarmgw_task_restarts_total", (("task", "http"),))] == 0
 
     (t,) = h.tickets()
