@@ -21,6 +21,7 @@ from alarmgw.clock import Clock, SystemClock
 from alarmgw.diagnostics.engine import FaultCleared, FaultRaised
 from alarmgw.diagnostics.escalation import Escalation
 
+from . import permissions
 from .changes import TelemetryDue, TicketEvent
 from .config import LoadedSite
 from .core import SiteCore
@@ -92,6 +93,8 @@ class Gateway:
 
     def _open(self) -> None:
         cfg, site = self.site.config, self.site
+        for warning in permissions.warnings(site):
+            log.warning("%s", warning)
         uplinked = cfg.uplink is not None and site.uplink_broker is not None
         store = self._given_store
         if store is None:

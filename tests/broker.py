@@ -16,15 +16,32 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
 class Mosquitto:
-    def __init__(self, port: int | None = None, tls: tuple[Path, Path, Path] | None = None) -> None:
-        """`tls`: (CA, server certificate, server key) for a TLS-only listener."""
+    def __init__(
+        self,
+        port: int | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
+        users: dict[str, str] | None = None,
+        acl_file: Path | None = None,
+    ) -> None:
+        """`tls`: (CA, server certificate, server key) for a TLS-only listener. `users`: name ->
+        password, and then nobody else gets in; `acl_file`: who may read and write what."""
         self.port = port or free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="alarmgw-mosquitto-"))
         self.conf = self.folder / "mosquitto.conf"
         conf = (
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous {'false' if users else 'true'}\npersistence false\n"
             f"log_dest file {self.folder / 'mosquitto.log'}\n"
         )
+        if users:
+            passwords = self.folder / "passwords"
+            passwords.touch(mode=0o600)
+            for name, password in users.items():
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(passwords), name, password], check=True, capture_output=True
+                )
+            conf += f"password_file {passwords}\n"
+        if acl_file is not None:
+            conf += f"acl_file {acl_file}\n"
         if os.geteuid() == 0:
             # Run as root, mosquitto would switch to its own user and lose sight of the
             # test's private temporary folders (log, certificates).

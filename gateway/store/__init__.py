@@ -11,7 +11,10 @@ what it wants written and gets back what was stored.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from ..messages import OutboxMessage
@@ -21,6 +24,21 @@ from .records import Audit, Escalations, History
 from .schema import VERSION, migrate
 from .tickets import Tickets
 
+log = logging.getLogger(__name__)
+
+
+def _create_private(path: Path) -> None:
+    """Tickets and the audit log are nobody else's business: a new store is created 0600 (its
+    -wal and -shm files take the same mode). An existing one that others can read is said
+    so, and left as the operator set it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+            log.warning("%s: the ticket store can be read by other users of the box; chmod 600 it", path)
+        return
+    os.close(fd)
+
 
 class Store:
     """Tickets on disk. Use as a context manager or call `close()`."""
@@ -29,6 +47,7 @@ class Store:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             self._db = Db(self.path, busy_timeout_s)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open as a ticket store: {exc}") from exc
