@@ -9,24 +9,24 @@ requests are not device state.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
-from .json_map import JsonProfile, PayloadError, map_payload, parse_object
+from .json_map import MAX_PAYLOAD, JsonProfile, PayloadError, brief, map_payload, parse_object
 
 _REQUESTS = ("/set", "/get")
 AVAILABILITY = "/availability"
 
 
 def parse_state(payload: bytes) -> bool:
-    """True for online, False for offline, in either the JSON or the legacy plain form."""
-    text = payload.strip()
-    if text in (b"online", b"offline"):
-        return text == b"online"
-    doc = parse_object(payload)
-    state = doc.get("state")
+    """True for online, False for offline, in either the JSON or the legacy plain form;
+    PayloadError for anything else."""
+    if len(payload) <= MAX_PAYLOAD:  # a bigger one is refused by parse_object, uncopied
+        text = payload.strip()
+        if text in (b"online", b"offline"):
+            return text == b"online"
+    state = parse_object(payload).get("state")
     if state not in ("online", "offline"):
-        raise PayloadError(f"availability state {json.dumps(state)[:40]} is neither online nor offline")
+        raise PayloadError(f"availability state {brief(state)} is neither online nor offline")
     return bool(state == "online")
 
 

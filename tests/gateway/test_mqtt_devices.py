@@ -123,6 +123,40 @@ async def test_malformed_payloads_are_counted_and_change_nothing(gateway: Gatewa
     assert gateway.core.polling.mqtt_feed is not None and gateway.core.polling.mqtt_feed.malformed == 5
 
 
+# What anything on the site network can publish on the device broker (issue 11, item 3).
+HOSTILE: list[tuple[str, bytes]] = [
+    ("kitchen smoke", b'{"battery": ' + b"9" * 5000 + b"}"),  # int() raised: the device link restarted
+    ("kitchen smoke", b'{"battery": true}'),  # was read as 1 %: a false low_battery ticket
+    ("kitchen smoke", b'{"battery": 250}'),
+    ("kitchen smoke", b'{"linkquality": 300}'),
+    ("kitchen smoke", b'{"battery": NaN}'),
+    ("kitchen smoke", b'{"voltage": -Infinity}'),
+    ("kitchen smoke", b'{"tamper": 1}'),
+    ("kitchen smoke", b'{"a":' * 5000 + b"1" + b"}" * 5000),  # the parser recursed until RecursionError
+    ("hall/pir", b"[" * 20000),
+    ("hall/pir", b'{"occupancy": "maybe", "battery": 5}'),
+    ("kitchen smoke/availability", b'{"state": ' + b"1" * 4400 + b"}"),
+    ("bridge/state", b'{"state": {"state": "online"}}'),
+    ("kitchen smoke", b"\xff\xfe\x00"),
+]
+
+
+async def test_a_flood_of_hostile_payloads_is_counted_and_a_real_fault_still_gets_its_ticket(
+    gateway: Gateway, mosquitto: Mosquitto
+) -> None:
+    base = gateway.base_topic  # type: ignore[attr-defined]
+    feed = gateway.core.polling.mqtt_feed
+    assert feed is not None
+    await wait_subscribed(gateway)
+    flood = [(f"{base}/{topic}", payload) for topic, payload in HOSTILE] * 20
+    await publish(mosquitto, [*flood, (f"{base}/kitchen smoke", b'{"tamper": true}')])
+    await until(gateway, lambda: tickets(gateway) == [("smoke-k", "tamper")])
+    assert gateway.core.stats()["mqtt_malformed"] == len(flood)
+    assert feed.latched == {"smoke-k": {"tamper": True}}  # nothing of the flood
+    assert [t.restarts for t in gateway.tasks if t.name == "mqtt-devices"] == [0]
+    assert feed.subscribed.is_set()
+
+
 async def test_simulated_zigbee2mqtt_bridge_end_to_end(tmp_path: Path, mosquitto: Mosquitto) -> None:
     from alarmgw.gateway.wiring import simulator_for
     from alarmgw.simulator.scenario import Scenario
