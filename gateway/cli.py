@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -30,6 +31,9 @@ from .credentials import RANK, Role
 from .payloads import ticket_json
 from .runtime import HttpError, run_until_stopped
 from .store import Store, StoreError
+
+if TYPE_CHECKING:
+    from .remote_auth import Credential
 
 log = logging.getLogger("alarmgw")
 
@@ -94,11 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
         _store_args(mv)
 
     rem = sub.add_parser("remote", help="the engineer's tool: ask a site's gateway through the broker")
-    rem.add_argument("--broker", required=True, help="mqtt://[user:pass@]host[:port] of the service centre's broker")
+    rem.add_argument(
+        "--broker", required=True, help="mqtt://[user@]host[:port] (or mqtts://) of the service centre's broker"
+    )
+    rem.add_argument(
+        "--broker-password-file",
+        type=Path,
+        help="file holding the broker password (or $ALARMGW_BROKER_PASSWORD); never in the --broker address",
+    )
     rem.add_argument("--site", required=True, help="site id (the topic root is alarmgw/<site> unless --root)")
     rem.add_argument("--root", help="topic root, if the site's uplink sets another")
     rem.add_argument("--user", default=os.environ.get("ALARMGW_USER"), help="engineer name (or $ALARMGW_USER)")
-    rem.add_argument("--secret-file", type=Path, help="file holding the engineer's secret (or $ALARMGW_SECRET)")
+    rem.add_argument(
+        "--key-file", type=Path, help="the engineer's Ed25519 private key, from `alarmgw keygen` (or $ALARMGW_KEY_FILE)"
+    )
+    rem.add_argument("--secret-file", type=Path, help="legacy: file holding a shared HMAC secret (or $ALARMGW_SECRET)")
     rem.add_argument("--json", action="store_true", help="print the answer as JSON")
     rem.add_argument("--note", default="", help="note for a ticket move")
     rem.add_argument("--all", action="store_true", help="tickets: include closed ones")
@@ -109,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="status, devices, device ID, poll ID, tickets, ticket ID, ack|dispatch|arrive|resolve|close ID",
     )
     rem.add_argument("target", nargs="?", help="device or ticket id")
+
+    key = sub.add_parser("keygen", help="make an engineer's key pair for remote commands")
+    key.add_argument("name", help="the engineer's name, as in the users file")
+    key.add_argument("--role", choices=list(RANK), default="engineer")
+    key.add_argument("--out", type=Path, help="private key file to write (default: NAME.key); never overwritten")
 
     rep = sub.add_parser("sla-report", help="share of tickets that met each service clock, per fault kind")
     rep.add_argument(
@@ -139,7 +158,7 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The demo's screen is its output; elsewhere the log is (journald picks up stderr).
-    quiet = args.command in ("demo", "tickets", "check-config", "remote", "sla-report", "api-token")
+    quiet = args.command in ("demo", "tickets", "check-config", "remote", "sla-report", "api-token", "keygen")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonLogFormatter() if args.log_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -185,6 +204,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_tickets(args)
     if args.command == "remote":
         return cmd_remote(args)
+    if args.command == "keygen":
+        return cmd_keygen(args.name, args.role, args.out)
     if args.command == "sla-report":
         return cmd_sla_report(args)
     if args.command == "run":
@@ -200,25 +221,58 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(f"unhandled command {args.command}")
 
 
-def read_secret(path: Path) -> str:
-    """The engineer's secret from its file, or UsageError naming the file and what is wrong."""
+def read_secret(path: Path, option: str = "--secret-file") -> str:
+    """A secret from its file, or UsageError naming the file and what is wrong."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
-        raise UsageError(f"--secret-file {path}: no such file") from None
+        raise UsageError(f"{option} {path}: no such file") from None
     except IsADirectoryError:
-        raise UsageError(f"--secret-file {path}: is a folder, not a file") from None
+        raise UsageError(f"{option} {path}: is a folder, not a file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--secret-file {path}: cannot read it: {exc}") from None
+        raise UsageError(f"{option} {path}: cannot read it: {exc}") from None
+
+
+def _credential(args: argparse.Namespace) -> Credential:
+    """The engineer's private key (--key-file, $ALARMGW_KEY_FILE), or a legacy shared secret."""
+    from .credentials import KeyFileError, load_private_key
+
+    key_file = args.key_file or (Path(os.environ["ALARMGW_KEY_FILE"]) if os.environ.get("ALARMGW_KEY_FILE") else None)
+    if key_file is not None and args.secret_file is not None:
+        raise UsageError("remote: give --key-file or --secret-file, not both")
+    if key_file is not None:
+        passphrase = os.environ.get("ALARMGW_KEY_PASSPHRASE")
+        try:
+            key = load_private_key(key_file, passphrase.encode() if passphrase else None)
+        except KeyFileError as exc:
+            raise UsageError(f"--key-file {exc}") from None
+        with contextlib.suppress(OSError):
+            if key_file.stat().st_mode & 0o077:
+                log.warning("--key-file %s can be read by others: chmod 600 it", key_file)
+        return key
+    secret = read_secret(args.secret_file) if args.secret_file else os.environ.get("ALARMGW_SECRET", "")
+    if not secret:
+        raise UsageError("remote: give --key-file (or $ALARMGW_KEY_FILE); a legacy user: --secret-file")
+    return secret
+
+
+def _broker_password(args: argparse.Namespace) -> str | None:
+    if args.broker_password_file is not None:
+        return read_secret(args.broker_password_file, "--broker-password-file")
+    return os.environ.get("ALARMGW_BROKER_PASSWORD") or None
 
 
 def cmd_remote(args: argparse.Namespace) -> int:
     from .remote_cli import RemoteError, broker_from_url, call, show
 
     err, out = Console(stderr=True), Console()
-    secret = read_secret(args.secret_file) if args.secret_file else os.environ.get("ALARMGW_SECRET", "")
-    if not args.user or not secret:
-        raise UsageError("remote: give --user and --secret-file (or $ALARMGW_USER and $ALARMGW_SECRET)")
+    if not args.user:
+        raise UsageError("remote: give --user (or $ALARMGW_USER)")
+    try:
+        broker = broker_from_url(args.broker, _broker_password(args))
+    except RemoteError as exc:
+        raise UsageError(f"remote: {exc}") from None
+    credential = _credential(args)
     req: dict[str, object] = {}
     if args.target is not None:
         req["id"] = args.target
@@ -229,10 +283,10 @@ def cmd_remote(args: argparse.Namespace) -> int:
     try:
         reply = asyncio.run(
             call(
-                broker_from_url(args.broker),
+                broker,
                 args.root or f"alarmgw/{args.site}",
                 args.user,
-                secret,
+                credential,
                 args.remote_command,
                 req,
                 args.timeout,
@@ -248,6 +302,24 @@ def cmd_remote(args: argparse.Namespace) -> int:
         if not args.json:
             err.print(f"[bold red]refused[/]: {reply.get('error')}", highlight=False, soft_wrap=True)
         return 1
+    return 0
+
+
+def cmd_keygen(name: str, role: Role, out: Path | None) -> int:
+    from .credentials import new_key_pair, user_entry, write_private_key
+
+    path = out or Path(f"{name}.key")
+    pem, public = new_key_pair()
+    try:
+        write_private_key(path, pem)
+    except FileExistsError:
+        raise UsageError(f"keygen: {path} exists; it is not overwritten (give --out for another file)") from None
+    except OSError as exc:
+        raise UsageError(f"keygen: cannot write {path}: {exc.strerror or exc}") from None
+    print(f"private key for {name} in {path} (readable by you only); keep it, give it to nobody:")
+    print(f"  alarmgw remote --user {name} --key-file {path} ...")
+    print("add under users: in the users file the service centre delivers to the sites:")
+    print(f"  {user_entry(name, role, public)}")
     return 0
 
 

@@ -184,8 +184,10 @@ class UplinkConfig(_Strict):
 class RemoteConfig(_Strict):
     """Remote commands for engineers, through the uplink's broker."""
 
-    users_file: Path  # engineers.yaml: users: {name: {role: viewer|engineer, secret: ...}}
+    users_file: Path  # engineers.yaml: users: {name: {role, public_key}} (secret: the legacy HMAC way)
     max_skew_s: Seconds = 60.0  # a request whose time is further off than this is refused
+    # Audit rows older than this are pruned by the gateway; the store refuses to go under 30.
+    audit_retention_days: int = Field(default=400, ge=30, le=36500)
 
 
 class HttpConfig(_Strict):

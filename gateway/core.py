@@ -35,6 +35,7 @@ from .polling import Link, build_polling
 from .refusals import Conflict, Invalid, NotFound, Unavailable
 from .scheduler import PollJob, RunObserver, run_jobs, stagger
 from .store import Store, StoreError, TicketNotFound
+from .store.records import AUDIT_RETENTION_DAYS, MIN_AUDIT_RETENTION_DAYS
 from .ticketing import TicketDesk
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,17 @@ class SiteCore:
         self.links: list[Link] = polling.links
         self.jobs: list[PollJob] = polling.jobs
         retention = timedelta(days=cfg.history.retention_days)
+        # The operator's retention for the audit log (remote.audit_retention_days), never
+        # under the floor the store itself enforces.
+        audit_days = cfg.remote.audit_retention_days if cfg.remote is not None else AUDIT_RETENTION_DAYS
+        audit_retention = timedelta(days=max(audit_days, MIN_AUDIT_RETENTION_DAYS))
 
         async def prune() -> None:
-            self.store.history.prune(self.clock.now() - retention)
+            now = self.clock.now()
+            try:
+                self.store.history.prune(now - retention)
+            finally:
+                self.store.audit.prune(now - audit_retention)
 
         self.jobs.append(PollJob("history-prune@1h", 3600.0, prune))
         self.jobs.append(

@@ -4,6 +4,11 @@ whether it only reads), one set of handlers and one append-only audit log serve 
 Nothing received is ever executed as code or shell; a command name only picks a row of
 `COMMANDS`.
 
+Every authenticated request that changes something (and, over MQTT, every read) gets an audit
+row. A request not proven to come from whom it names gets a row only as the first of its
+kind in a minute; the rest are counted per minute (`refused_unverified`), so junk from
+anyone cannot grow the audit log without bound.
+
 A request the gateway will not run raises a `Refused` of its kind (forbidden, not found,
 conflict, invalid, unavailable), audited as `refused`. Anything else is a bug: logged with
 its traceback, audited as `failed`, and answered as `Failed`, so the requester still gets an
@@ -16,6 +21,7 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from alarmgw.clock import iso
@@ -136,9 +142,41 @@ def authorise(user: str, role: Role, command: object) -> Command:
     return found
 
 
+class RefusalTally:
+    """Refusals counted in memory per (minute, channel, kind) until they are written, and
+    which (channel, kind) pairs have had their first refusal in the current minute. Kinds
+    and channels are the gateway's own words, so both stay a handful of entries."""
+
+    def __init__(self) -> None:
+        self._minute: datetime | None = None
+        self._seen: set[tuple[str, str]] = set()
+        self._counts: dict[tuple[datetime, str, str], int] = {}
+
+    def note(self, at: datetime, channel: str, kind: str) -> tuple[bool, bool]:
+        """Count one refusal: (whether it is the first of its kind this minute, whether
+        counts of an earlier minute are waiting to be written)."""
+        minute = at.replace(second=0, microsecond=0)
+        rolled_over = False
+        if minute != self._minute:
+            self._minute = minute
+            self._seen.clear()
+            rolled_over = bool(self._counts)
+        key = (minute, channel, kind)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        first = (channel, kind) not in self._seen
+        self._seen.add((channel, kind))
+        return first, rolled_over
+
+    def take(self) -> dict[tuple[datetime, str, str], int]:
+        """The counts so far, which are then forgotten here."""
+        counts, self._counts = self._counts, {}
+        return counts
+
+
 class Operations:
     def __init__(self, view: SiteView) -> None:
         self.view = view
+        self._tally = RefusalTally()
 
     async def perform(self, user: str, role: Role, command: str, args: dict[str, Any], channel: str) -> Any:
         """Authorise, run and audit one request. Raises a `Refused` (audited too) for
@@ -164,14 +202,56 @@ class Operations:
         return result
 
     def refused(self, user: str, command: str, args: dict[str, Any], message: str, channel: str) -> None:
+        """Audit the refusal of an authenticated request (every one gets its row)."""
         self._audit(user, command, args, "refused", message, channel)
         log.warning("%s request %s from %s refused: %s", channel, command, user, message)
 
-    def _audit(self, user: str, command: str, args: dict[str, Any], result: str, detail: str, channel: str) -> None:
+    def refused_unverified(
+        self, claimed_user: str, claimed_command: str, kind: str, message: str, channel: str
+    ) -> None:
+        """Audit the refusal of a request not proven to come from whom it names. Anyone can
+        send those, as fast as they like: the first of each kind per channel and minute gets
+        a row (its user marked unverified) and a log line; the rest are only counted."""
+        now = self.view.clock.now()
+        first, rolled_over = self._tally.note(now, channel, kind)
+        if rolled_over:
+            self.flush_refusals()
+        if first:
+            detail = f"[{kind}] {message}"
+            self._audit(claimed_user, claimed_command, {}, "refused", detail, channel, verified=False)
+            log.warning(
+                "%s request %s from %s (unverified) refused: %s; more %s refusals this minute are only counted",
+                channel,
+                claimed_command,
+                claimed_user,
+                message,
+                kind,
+            )
+
+    def flush_refusals(self) -> None:
+        """Add the refusals counted in memory to the store's per-minute counts."""
+        counts = self._tally.take()
+        try:
+            self.view.store.audit.count_refusals(counts)
+        except (StoreError, sqlite3.Error) as exc:
+            log.error("audit log: lost the counts of %d refusals: %s", sum(counts.values()), exc)
+
+    def _audit(
+        self,
+        user: str,
+        command: str,
+        args: dict[str, Any],
+        result: str,
+        detail: str,
+        channel: str,
+        *,
+        verified: bool = True,
+    ) -> None:
         """Append to the audit log; a store that cannot take the line is logged, and the
         requester still gets the answer (a move is in the ticket's own log anyway)."""
         try:
-            self.view.store.audit.append(self.view.clock.now(), user, command, args, result, detail, channel)
+            now = self.view.clock.now()
+            self.view.store.audit.append(now, user, command, args, result, detail, channel, verified=verified)
         except (StoreError, sqlite3.Error) as exc:
             log.error("audit log: could not record %s %s by %s (%s): %s", channel, command, user, result, exc)
 

@@ -1,5 +1,5 @@
 """Files that hold secrets should be readable by the gateway's user alone. The gateway says so
-once, at start, for each one that others can read: the engineers' keys or secrets, the API
+once, at start, for each one that others can read: engineers' legacy HMAC secrets, the API
 tokens, the InfluxDB token, broker password files, and the site file itself when a broker
 password is written in it. It only warns: an operator may have reasons, and a box that
 refuses to start over a file mode is a box that reports nothing."""
@@ -16,7 +16,8 @@ from .config import BrokerConfig, LoadedSite, resolve
 def secret_files(site: LoadedSite) -> Iterator[tuple[str, Path]]:
     """(what it is, path) of every file of the site that holds a secret."""
     cfg, base = site.config, site.path.parent
-    if cfg.remote is not None:
+    if cfg.remote is not None and site.users is not None and site.users.legacy():
+        # Public keys are no secret; a legacy HMAC secret in the file is.
         yield "remote.users_file", resolve(base, cfg.remote.users_file)
     if cfg.http is not None:
         yield "http.tokens_file", resolve(base, cfg.http.tokens_file)

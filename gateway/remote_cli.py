@@ -1,4 +1,5 @@
-"""`alarmgw remote`: the engineer's tool. Signs a request, sends it through the service
+"""`alarmgw remote`: the engineer's tool. Signs a request with the engineer's private key
+(Ed25519; a shared secret only for legacy users), sends it through the service
 centre's broker to one site's gateway (MQTT 5 request/response), prints the answer: tables
 for people, `--json` for scripts."""
 
@@ -11,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -22,36 +23,45 @@ from rich.table import Table
 from alarmgw.drivers.mqtt_link import BrokerSpec
 
 from .operations import COMMANDS
-from .remote_auth import make_request
+from .remote_auth import Credential, make_request
 
 
 class RemoteError(Exception):
     """No answer, or the tool was asked something it cannot send."""
 
 
-def broker_from_url(url: str) -> BrokerSpec:
-    """mqtt://[user:password@]host[:port], or mqtts://... for TLS (the system's CAs, or the
-    CA file named by $ALARMGW_CA_FILE)."""
-    u = urlparse(url)
+def broker_from_url(url: str, password: str | None = None) -> BrokerSpec:
+    """mqtt://[user@]host[:port], or mqtts://... for TLS (the system's CAs, or the CA file
+    named by $ALARMGW_CA_FILE). The password never comes in the address, where `ps` and the
+    shell's history would show it: `password` is read from a file or the environment."""
+    try:
+        u = urlparse(url)
+        port = u.port
+    except ValueError as exc:
+        raise RemoteError(f"--broker {url!r}: {exc}") from None
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise RemoteError(f"broker {url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
-    tls = u.scheme == "mqtts"
-    ca = Path(os.environ["ALARMGW_CA_FILE"]) if tls and "ALARMGW_CA_FILE" in os.environ else None
-    spec = BrokerSpec(u.hostname, u.port or (8883 if tls else 1883), u.username, u.password, None, ca)
-    if tls and ca is None:
-        import ssl
-
-        spec = BrokerSpec(u.hostname, spec.port, u.username, u.password)
-        object.__setattr__(
-            spec, "ca_file", Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+        raise RemoteError(f"--broker {url!r}: expected mqtt://[user@]host[:port] or mqtts://[user@]host[:port]")
+    if u.password is not None:
+        raise RemoteError(
+            "--broker: a password in the address shows in `ps` and in the shell's history; "
+            "put it in a file and give --broker-password-file FILE (or set $ALARMGW_BROKER_PASSWORD)"
         )
-    return spec
+    tls = u.scheme == "mqtts"
+    ca = Path(os.environ["ALARMGW_CA_FILE"]) if tls and os.environ.get("ALARMGW_CA_FILE") else None
+    user = unquote(u.username) if u.username else None
+    return BrokerSpec(u.hostname, port or (8883 if tls else 1883), user, password, None, ca, tls=tls)
 
 
 async def call(
-    broker: BrokerSpec, root: str, user: str, secret: str, command: str, args: dict[str, Any], timeout_s: float = 10.0
+    broker: BrokerSpec,
+    root: str,
+    user: str,
+    credential: Credential,
+    command: str,
+    args: dict[str, Any],
+    timeout_s: float = 10.0,
 ) -> dict[str, Any]:
-    """Send one request and wait for its answer."""
+    """Send one request, signed with the engineer's key (or legacy secret), and wait for its answer."""
     if command not in COMMANDS:
         raise RemoteError(f"unknown command {command!r}; one of {', '.join(COMMANDS)}")
     reply_topic = f"{root}/cmd/reply/{uuid.uuid4().hex}"
@@ -59,7 +69,10 @@ async def call(
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     props.ResponseTopic = reply_topic
     props.CorrelationData = correlation
-    payload = make_request(user, secret, command, args, datetime.now(UTC))
+    try:
+        payload = make_request(user, credential, root, command, args, datetime.now(UTC))
+    except ValueError as exc:
+        raise RemoteError(f"cannot send that: {exc}") from None
     try:
         async with broker.client() as client:
             await client.subscribe(reply_topic, qos=1)
@@ -68,7 +81,12 @@ async def call(
                 async for m in client.messages:
                     if getattr(m.properties, "CorrelationData", None) == correlation:
                         raw = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
-                        doc: dict[str, Any] = json.loads(raw)
+                        try:
+                            doc = json.loads(raw)
+                        except (ValueError, RecursionError):
+                            raise RemoteError(f"the answer from {root} is not JSON") from None
+                        if not isinstance(doc, dict):
+                            raise RemoteError(f"the answer from {root} is not a JSON object")
                         return doc
     except TimeoutError:
         raise RemoteError(f"no answer from {root} within {timeout_s:g} s (is the gateway connected?)") from None

@@ -123,8 +123,40 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX outbox_retained_by_topic ON outbox (topic) WHERE retain = 1")
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """The audit log gets a retention: rows older than the `audit_pruned_before` setting may
+    be deleted (the gateway's prune moves it), rows at or after it still may not, and the
+    setting can never come within 30 days of the present (by the system clock). Rows say
+    whether the user they name was verified (NULL: written before this step). Refusals of
+    unauthenticated requests past the first of each kind in a minute are only counted."""
+    db.execute("ALTER TABLE audit ADD COLUMN verified INTEGER")
+    db.execute("CREATE INDEX audit_by_at ON audit (at)")
+    db.execute("DROP TRIGGER IF EXISTS audit_append_only_delete")
+    db.execute(
+        """CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+        WHEN old.at >= COALESCE((SELECT value FROM settings WHERE key = 'audit_pruned_before'), '')
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only inside its retention'); END"""
+    )
+    for event in ("INSERT", "UPDATE"):
+        db.execute(
+            f"""CREATE TRIGGER audit_retention_floor_{event.lower()} BEFORE {event} ON settings
+            WHEN NEW.key = 'audit_pruned_before'
+                AND NEW.value > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 days')
+            BEGIN SELECT RAISE(ABORT, 'the audit log keeps at least 30 days'); END"""
+        )
+    db.execute(
+        """CREATE TABLE audit_refusals (
+            minute TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (minute, channel, reason)
+        )"""
+    )
+
+
 # Step n takes a store from version n-1 to n. Append; never edit a step that has shipped.
-STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 VERSION = len(STEPS)
 
 
