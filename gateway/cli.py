@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 
 from alarmgw import __version__
 from alarmgw.diagnostics.tickets import MOVES, IllegalTransition
-from alarmgw.simulator.modbus_server import SimulatorError
+from alarmgw.simulator.errors import SimulatorError
 from alarmgw.yamlfile import ConfigError
 
 from .config import LoadedSite, load_site
@@ -176,11 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         heading, code = next(v for k, v in ERRORS.items() if isinstance(exc, k))
         err = Console(stderr=True)
         if isinstance(exc, ConfigError):
-            err.print(f"[bold red]{heading}[/] in {exc.path}:", highlight=False)
+            err.print(f"[bold red]{heading}[/] in {escape(str(exc.path))}:", highlight=False)
             for problem in exc.problems:
-                err.print(f"  {problem}", highlight=False, soft_wrap=True)
+                err.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         else:
-            err.print(f"[bold red]{heading}[/]: {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]{heading}[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
         return code
 
 
@@ -300,7 +301,7 @@ def cmd_remote(args: argparse.Namespace) -> int:
         show(out, reply.get("result"))
     if not reply.get("ok"):
         if not args.json:
-            err.print(f"[bold red]refused[/]: {reply.get('error')}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]refused[/]: {escape(str(reply.get('error')))}", highlight=False, soft_wrap=True)
         return 1
     return 0
 

@@ -1,30 +1,120 @@
 """The site file: one YAML document describing a site, its hosts and devices.
 
 Validated with pydantic; unknown keys are errors. `load_site()` raises `ConfigError` whose
-message names the file, the key path and what was expected.
+message names the file, the key path and what was expected. `load_site()` is the whole of
+what the gateway reads before it starts (the files the site file names included), so
+`check-config` and `run` accept and refuse the same files.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import re
+import ssl
 from collections.abc import Callable
 from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from alarmgw.diagnostics.rules import DEFAULT_FAULTS_FILE
+from alarmgw.diagnostics.rules import DEFAULT_FAULTS_FILE, FaultTable, compile_rules, load_fault_table
 from alarmgw.drivers.json_map import JsonProfile, load_json_profile
 from alarmgw.drivers.modbus_map import Profile, load_profile
 from alarmgw.drivers.mqtt_link import BrokerSpec
 from alarmgw.model import Device, DeviceKind
-from alarmgw.yamlfile import ConfigError, load_yaml_model
+from alarmgw.yamlfile import ConfigError, load_yaml_model, read_text
 
 from .credentials import load_api_tokens, load_users
 
-Seconds = Annotated[float, Field(gt=0)]
+# Bounds of the numbers in a site file. Past them a value is a slip (a unit, a stray digit),
+# not a setting, and it is refused at load like a misspelt key; .inf and .nan are refused
+# everywhere (`allow_inf_nan=False` below), and so is a bool where a number belongs (`Int`,
+# `Float`: pydantic would read `true` as 1).
+MIN_INTERVAL_S = 0.1  # polling or checking more often only burns the CPU
+MAX_INTERVAL_S = 86_400.0  # polls, checks and telemetry happen at least once a day
+MAX_TIMEOUT_S = 60.0  # one request on a link (a Modbus read answers in milliseconds)
+MAX_BACKOFF_S = 3_600.0  # a lost link is tried again at least hourly
+MAX_SUPERVISION_S = 7 * 86_400.0  # EN 54-25 wants 300 s for fire, EN 50131 practice 1-2 h
+MAX_ESCALATION_CHECK_S = 3_600.0  # escalation marks are minutes apart
+MAX_MARK_S = 30 * 86_400.0  # a warning before a service clock is due (clocks run hours)
+MAX_MARKS = 20
+MAX_RETENTION_DAYS = 3_650.0
+MAX_SKEW_S = 600.0  # the remote desk remembers every nonce this long
+MAX_ROWS = 1_000_000  # outbox rows, telemetry points held: a few hundred MB at most
+MAX_INFLUX_TIMEOUT_S = 300.0
+MAX_TEXT = 200  # names, addresses, locations: they travel on every ticket
+MAX_PATH = 4096  # PATH_MAX on Linux
+MAX_SECRET_BYTES = 64 * 1024  # a password or token file
+
+
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError(f"a number is needed, not {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+Interval = Annotated[Float, Field(ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S)]
+Timeout = Annotated[Float, Field(gt=0, le=MAX_TIMEOUT_S)]
+BackoffSeconds = Annotated[Float, Field(gt=0, le=MAX_BACKOFF_S)]
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _plain_text(value: str) -> str:
+    # Names travel on tickets to terminals, dashboards and the centre: no escape sequences.
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        raise ValueError(f"holds the control character U+{ord(bad.group()):04X}; write plain text")
+    return value
+
+
+Text = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_plain_text)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_plain_text)]
+ProfileName = Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$")]  # a file in a profiles folder
+
+
+def _path_text(value: object) -> object:
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("an empty path")
+        if "\0" in value:
+            raise ValueError("a path cannot hold a NUL character")
+        if len(value) > MAX_PATH:
+            raise ValueError(f"a path of {len(value)} characters (at most {MAX_PATH})")
+    return value
+
+
+SitePath = Annotated[Path, BeforeValidator(_path_text)]
+
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
+
+
+def _host(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOST_NAME.match(value):
+            raise ValueError(f"{value[:60]!r} is neither an IP address nor a host name") from None
+    return value
+
+
+HostName = Annotated[str, AfterValidator(_host)]
+
+
+def _topic(value: str) -> str:
+    if not value or len(value) > 1000:
+        raise ValueError("a topic of 1 to 1000 characters")
+    if any(c in value for c in "#+\0"):
+        raise ValueError(f"{value[:60]!r}: a topic here cannot hold the wildcards + or #, nor a NUL")
+    return value
+
+
+Topic = Annotated[str, AfterValidator(_topic)]
 
 # Fire devices must be reported lost within 300 s (EN 54-25); the window plus a poll and
 # the debounce has to fit inside that, so the default leaves room for both.
@@ -39,33 +129,36 @@ DEFAULT_SUPERVISION_S: dict[str, float | None] = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SiteInfo(_Strict):
     id: Ident
-    name: str = ""
-    address: str = ""
+    name: Text = ""
+    address: Text = ""
     area: Literal["city", "suburb"] = "city"  # sets the arrival clock: 2 h or 12 h
     commissioned_on: date | None = None  # warranty runs 12 months from it
 
 
 class StoreConfig(_Strict):
-    path: Path = Path("alarmgw.db")
+    path: SitePath = Path("alarmgw.db")
 
 
 class HistoryConfig(_Strict):
     """Sampled readings kept per device for remote diagnosis (battery and signal trends)."""
 
-    interval_s: float = Field(default=300.0, ge=0)  # at most one sample per device this often
-    retention_days: float = Field(default=30.0, gt=0)
+    interval_s: Float = Field(default=300.0, ge=0, le=MAX_INTERVAL_S)  # at most one sample per device this often
+    retention_days: Float = Field(default=30.0, gt=0, le=MAX_RETENTION_DAYS)
 
 
 class EscalationConfig(_Strict):
     """When to warn before a service clock breaks: seconds before due, 0 = at the breach."""
 
-    interval_s: Seconds = 60.0
-    marks: dict[Literal["response", "arrival", "repair"], list[Annotated[float, Field(ge=0)]]] = {
+    interval_s: Annotated[Float, Field(ge=MIN_INTERVAL_S, le=MAX_ESCALATION_CHECK_S)] = 60.0
+    marks: dict[
+        Literal["response", "arrival", "repair"],
+        Annotated[list[Annotated[Float, Field(ge=0, le=MAX_MARK_S)]], Field(max_length=MAX_MARKS)],
+    ] = {
         "response": [1800.0, 600.0, 0.0],
         "arrival": [1800.0, 0.0],
         "repair": [21600.0, 0.0],
@@ -73,34 +166,42 @@ class EscalationConfig(_Strict):
 
 
 class PollConfig(_Strict):
-    interval_s: Seconds = 5.0
-    timeout_s: Seconds = 1.0
-    retries: int = Field(default=1, ge=0, le=5)
-    backoff_initial_s: Seconds = 1.0
-    backoff_max_s: Seconds = 60.0
+    interval_s: Interval = 5.0
+    timeout_s: Timeout = 1.0
+    retries: Int = Field(default=1, ge=0, le=5)
+    backoff_initial_s: BackoffSeconds = 1.0
+    backoff_max_s: BackoffSeconds = 60.0
+
+    @model_validator(mode="after")
+    def _backoff_grows(self) -> PollConfig:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError(
+                f"backoff_initial_s: {self.backoff_initial_s:g} is more than backoff_max_s ({self.backoff_max_s:g})"
+            )
+        return self
 
 
 class ModbusTcpEndpoint(_Strict):
-    address: str = "127.0.0.1"
-    port: int = Field(default=502, ge=1, le=65535)
-    unit: int = Field(default=1, ge=0, le=247)
+    address: HostName = "127.0.0.1"
+    port: Int = Field(default=502, ge=1, le=65535)
+    unit: Int = Field(default=1, ge=0, le=247)
 
 
 class SerialBusConfig(_Strict):
     """A serial port and what speaks on it."""
 
     id: Ident
-    port: Path  # /dev/ttyUSB0, /dev/serial/by-id/..., or the link the simulator makes
+    port: SitePath  # /dev/ttyUSB0, /dev/serial/by-id/..., or the link the simulator makes
     protocol: Literal["modbus_rtu", "it100"]
     baud: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
-    timeout_s: Seconds = 0.5
-    retries: int = Field(default=1, ge=0, le=5)
-    poll_interval_s: Seconds | None = None
+    timeout_s: Timeout = 0.5
+    retries: Int = Field(default=1, ge=0, le=5)
+    poll_interval_s: Interval | None = None
 
 
 class RtuEndpoint(_Strict):
     bus: Ident
-    unit: int = Field(ge=1, le=247)
+    unit: Int = Field(ge=1, le=247)
 
 
 class It100Endpoint(_Strict):
@@ -110,13 +211,13 @@ class It100Endpoint(_Strict):
 class DeviceConfig(_Strict):
     id: Ident
     kind: DeviceKind
-    slot: int | None = Field(default=None, ge=1, le=8000)  # register slot (Modbus hosts)
-    zone: int | None = Field(default=None, ge=1, le=999)  # zone number (IT-100 hosts)
+    slot: Int | None = Field(default=None, ge=1, le=8000)  # register slot (Modbus hosts)
+    zone: Int | None = Field(default=None, ge=1, le=999)  # zone number (IT-100 hosts)
     parent: Ident | None = None  # a repeater on the same host; the host when omitted
-    location: str = ""
-    model: str = ""
+    location: Text = ""
+    model: Text = ""
     commissioned_on: date | None = None
-    poll_interval_s: Seconds | None = None
+    poll_interval_s: Interval | None = None
 
     @model_validator(mode="after")
     def _not_host(self) -> DeviceConfig:
@@ -127,14 +228,14 @@ class DeviceConfig(_Strict):
 
 class HostConfig(_Strict):
     id: Ident
-    model: str = ""  # the register profile, config/profiles/<model>.yaml (Modbus hosts)
-    location: str = ""
+    model: ProfileName = ""  # the register profile, config/profiles/<model>.yaml (Modbus hosts)
+    location: Text = ""
     commissioned_on: date | None = None
     # How the gateway reaches it: exactly one of these.
     modbus: ModbusTcpEndpoint | None = None
     rtu: RtuEndpoint | None = None
     it100: It100Endpoint | None = None
-    poll_interval_s: Seconds | None = None
+    poll_interval_s: Interval | None = None
     devices: list[DeviceConfig] = []
 
     @model_validator(mode="after")
@@ -156,46 +257,63 @@ class HostConfig(_Strict):
 
 
 class TlsConfig(_Strict):
-    ca_file: Path | None = None  # verify the broker against this CA (system CAs if omitted)
-    cert_file: Path | None = None  # client certificate
-    key_file: Path | None = None
+    """Present (even empty, `tls: {}`) means TLS: the broker's certificate is verified and
+    its name checked; there is no plaintext fall back."""
+
+    ca_file: SitePath | None = None  # verify the broker against this CA (the system's CAs if omitted)
+    cert_file: SitePath | None = None  # client certificate (and its key, unless key_file)
+    key_file: SitePath | None = None
+
+    @model_validator(mode="after")
+    def _key_has_certificate(self) -> TlsConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file: a client key needs its certificate (cert_file)")
+        return self
 
 
 class BrokerConfig(_Strict):
-    host: str
-    port: int = Field(default=1883, ge=1, le=65535)
-    username: str | None = None
+    host: HostName
+    port: Int = Field(default=1883, ge=1, le=65535)
+    username: Name | None = None
     password: str | None = None
-    client_id: str | None = None
+    password_file: SitePath | None = None  # a file holding the password (kept out of the site file)
+    client_id: Name | None = None
     tls: TlsConfig | None = None
     mqtt_version: Literal["5", "3.1.1"] = "5"
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BrokerConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("password_file: give either password or password_file, not both")
+        return self
 
 
 class UplinkConfig(_Strict):
     """The service centre's broker."""
 
     broker: BrokerConfig
-    topic_root: str | None = None  # default alarmgw/<site id>
-    telemetry_interval_s: Seconds | None = 60.0  # null: no telemetry
-    outbox_max: int = Field(default=10_000, ge=100)  # rows; telemetry is evicted first
-    home_assistant_prefix: str | None = None  # e.g. homeassistant: publish MQTT discovery there
+    topic_root: Topic | None = None  # default alarmgw/<site id>
+    telemetry_interval_s: Interval | None = 60.0  # null: no telemetry
+    outbox_max: Int = Field(default=10_000, ge=100, le=MAX_ROWS)  # rows; telemetry is evicted first
+    home_assistant_prefix: Topic | None = None  # e.g. homeassistant: publish MQTT discovery there
 
 
 class RemoteConfig(_Strict):
     """Remote commands for engineers, through the uplink's broker."""
 
-    users_file: Path  # engineers.yaml: users: {name: {role, public_key}} (secret: the legacy HMAC way)
-    max_skew_s: Seconds = 60.0  # a request whose time is further off than this is refused
+    users_file: SitePath  # engineers.yaml: users: {name: {role, public_key}} (secret: the legacy HMAC way)
+    # A request whose time is further off than this is refused.
+    max_skew_s: Annotated[Float, Field(gt=0, le=MAX_SKEW_S)] = 60.0
     # Audit rows older than this are pruned by the gateway; the store refuses to go under 30.
-    audit_retention_days: int = Field(default=400, ge=30, le=36500)
+    audit_retention_days: Int = Field(default=400, ge=30, le=36500)
 
 
 class HttpConfig(_Strict):
     """The local HTTP API, dashboard and Prometheus metrics."""
 
-    bind: str = "127.0.0.1"  # loopback unless the site opens it on purpose (e.g. the box's LAN address)
-    port: int = Field(default=8080, ge=1, le=65535)
-    tokens_file: Path  # api-tokens.yaml: tokens: {name: {role: viewer|engineer, sha256: ...}}
+    bind: HostName = "127.0.0.1"  # loopback unless the site opens it on purpose (e.g. the box's LAN address)
+    port: Int = Field(default=8080, ge=1, le=65535)
+    tokens_file: SitePath  # api-tokens.yaml: tokens: {name: {role: viewer|engineer, sha256: ...}}
     metrics_public: bool = False  # serve /metrics without a token (a Prometheus on the same box)
 
 
@@ -205,20 +323,23 @@ class InfluxConfig(_Strict):
     url: str = Field(pattern=r"^https?://")
     org: str = ""
     bucket: str
-    token_file: Path | None = None  # a file holding the API token (kept out of the site file)
-    interval_s: float = Field(default=60.0, ge=0)  # at most one point per device this often (0: every reading)
-    batch_size: int = Field(default=1000, ge=1, le=50_000)  # points per write
-    flush_interval_s: Seconds = 10.0  # a batch goes at least this often
-    buffer_max: int = Field(default=100_000, ge=100)  # points kept while the server is away; oldest go first
-    timeout_s: Seconds = 10.0
+    token_file: SitePath | None = None  # a file holding the API token (kept out of the site file)
+    # at most one point per device this often (0: every reading)
+    interval_s: Float = Field(default=60.0, ge=0, le=MAX_INTERVAL_S)
+    batch_size: Int = Field(default=1000, ge=1, le=50_000)  # points per write
+    # a batch goes at least this often
+    flush_interval_s: Annotated[Float, Field(ge=MIN_INTERVAL_S, le=MAX_BACKOFF_S)] = 10.0
+    # points kept while the server is away; oldest go first
+    buffer_max: Int = Field(default=100_000, ge=100, le=MAX_ROWS)
+    timeout_s: Annotated[Float, Field(gt=0, le=MAX_INFLUX_TIMEOUT_S)] = 10.0
 
 
 class Z2mDeviceConfig(_Strict):
     id: Ident
-    friendly_name: str
+    friendly_name: Name
     kind: DeviceKind
-    location: str = ""
-    model: str = ""
+    location: Text = ""
+    model: Text = ""
     commissioned_on: date | None = None
 
 
@@ -226,10 +347,10 @@ class Zigbee2MqttConfig(_Strict):
     """A Zigbee2MQTT bridge: the coordinator is a host, its devices hang off it."""
 
     id: Ident
-    base_topic: str = "zigbee2mqtt"
-    location: str = ""
-    profile: str = "zigbee2mqtt"  # JSON mapping profile of device state
-    interval_s: Seconds | None = None  # how often the latched state is judged again
+    base_topic: Topic = "zigbee2mqtt"
+    location: Text = ""
+    profile: Ident = "zigbee2mqtt"  # JSON mapping profile of device state
+    interval_s: Interval | None = None  # how often the latched state is judged again
     devices: list[Z2mDeviceConfig] = []
 
 
@@ -239,9 +360,9 @@ class SiteConfig(_Strict):
     poll: PollConfig = PollConfig()
     history: HistoryConfig = HistoryConfig()
     escalation: EscalationConfig = EscalationConfig()
-    supervision_s: dict[DeviceKind, Seconds | None] = {}
-    faults_file: Path | None = None  # replaces the built-in fault table
-    profiles_dir: Path | None = None  # looked in before the built-in profiles
+    supervision_s: dict[DeviceKind, Annotated[Float, Field(gt=0, le=MAX_SUPERVISION_S)] | None] = {}
+    faults_file: SitePath | None = None  # replaces the built-in fault table
+    profiles_dir: SitePath | None = None  # looked in before the built-in profiles
     buses: list[SerialBusConfig] = []
     device_broker: BrokerConfig | None = None  # where MQTT devices (Zigbee2MQTT) publish
     uplink: UplinkConfig | None = None
@@ -362,16 +483,27 @@ class SiteConfig(_Strict):
 
 
 class LoadedSite:
-    """A validated site file with the paths it refers to resolved against its folder."""
+    """A validated site file with the paths it refers to resolved against its folder, and
+    every file it names read and checked: what `run` would refuse, loading refuses."""
 
     def __init__(self, path: Path, config: SiteConfig) -> None:
         self.path = path
         self.config = config
         base = path.parent
         self.store_path = resolve(base, config.store.path)
-        self.faults_file = resolve(base, config.faults_file) if config.faults_file else DEFAULT_FAULTS_FILE
+        if self.store_path.is_dir():
+            raise ConfigError(path, f"store.path: {self.store_path} is a folder; name the ticket store's file")
+        self.faults_file = DEFAULT_FAULTS_FILE
+        if config.faults_file is not None:
+            self.faults_file = existing(path, "faults_file", config.faults_file)
+        self.fault_table = checked_fault_table(self.faults_file, config.supervision())
         self.bus_ports = {b.id: resolve(base, b.port) for b in config.buses}
-        extra = config.profiles_dir and base / config.profiles_dir
+        extra = None
+        if config.profiles_dir is not None:
+            extra = resolve(base, config.profiles_dir)
+            if not extra.is_dir():
+                what = "is a file, not a folder" if extra.exists() else "no such folder"
+                raise ConfigError(path, f"profiles_dir: {extra}: {what}")
         self.profiles: dict[str, Profile] = {}
         for hi, host in enumerate(config.hosts):
             if host.it100 is None and host.model not in self.profiles:
@@ -391,11 +523,38 @@ class LoadedSite:
             self.api_tokens = load_api_tokens(existing(path, "http.tokens_file", config.http.tokens_file))
         self.influx_token = ""
         if config.influxdb is not None and config.influxdb.token_file is not None:
-            token_file = resolve(base, config.influxdb.token_file)
+            self.influx_token = read_secret(path, "influxdb.token_file", config.influxdb.token_file)
+
+
+def checked_fault_table(faults_file: Path, supervision: dict[str, float | None]) -> FaultTable:
+    """The fault table, compiled once for every device kind as the diagnoser will compile
+    it, so a rule it cannot use is refused at load, naming the fault."""
+    table = load_fault_table(faults_file)
+    for name, rule in table.faults.items():
+        one = FaultTable.model_construct(faults={name: rule})
+        for kind in DeviceKind:
             try:
-                self.influx_token = token_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(path, f"influxdb.token_file: cannot read {token_file}: {exc.strerror}") from None
+                compiled = compile_rules(one, kind, supervision)
+            except ValueError as exc:
+                raise ConfigError(faults_file, f"faults.{name}: {exc}") from None
+            for c in compiled:
+                for t in c.tests:
+                    if not (math.isfinite(t.limit) and math.isfinite(t.clear)):
+                        raise ConfigError(faults_file, f"faults.{name}: {t.field}: a threshold must be a finite number")
+    return table
+
+
+def read_secret(site_path: Path, key: str, p: Path) -> str:
+    """A password or token from the file the site file names under `key`: UTF-8, not empty,
+    surrounding whitespace (the final newline) not part of it; a ConfigError naming the key."""
+    f = existing(site_path, key, p)
+    try:
+        secret = read_text(f, max_bytes=MAX_SECRET_BYTES).strip()
+    except ConfigError as exc:
+        raise ConfigError(site_path, *(f"{key}: {f}: {problem}" for problem in exc.problems)) from None
+    if not secret:
+        raise ConfigError(site_path, f"{key}: {f} is empty")
+    return secret
 
 
 def existing(site_path: Path, key: str, p: Path) -> Path:
@@ -429,7 +588,9 @@ def find_profile(model: str, extra_dir: Path | None, site_path: Path, key: str, 
 
 
 def broker_spec(cfg: BrokerConfig, site_path: Path, key: str) -> BrokerSpec:
-    """The driver's view of a broker, with certificate paths taken from the site folder."""
+    """The driver's view of a broker, with file paths taken from the site folder and the
+    password read from its file. `tls:` present, even empty, means TLS; its context is built
+    here so that a certificate or key that cannot be used is refused at load."""
     base = site_path.parent
 
     def resolve_opt(p: Path | None) -> Path | None:
@@ -441,17 +602,30 @@ def broker_spec(cfg: BrokerConfig, site_path: Path, key: str) -> BrokerSpec:
         if f is not None and not f.is_file():
             # TLS that cannot be set up is an error, never a quiet fall back to plaintext.
             raise ConfigError(site_path, f"{key}.tls.{name}: no such file {f}")
-    return BrokerSpec(
+    password = cfg.password
+    if cfg.password_file is not None:
+        password = read_secret(site_path, f"{key}.password_file", cfg.password_file)
+    spec = BrokerSpec(
         cfg.host,
         cfg.port,
         cfg.username,
-        cfg.password,
+        password,
         cfg.client_id,
         resolve_opt(tls.ca_file),
         resolve_opt(tls.cert_file),
         resolve_opt(tls.key_file),
         mqtt_version=cfg.mqtt_version,
+        tls=cfg.tls is not None,
     )
+    try:
+        spec.tls_context()
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            site_path, f"{key}.tls: cannot use the certificate files ({exc}); each must be PEM, the key unencrypted"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(site_path, f"{key}.tls: cannot set up TLS: {exc}") from None
+    return spec
 
 
 def load_site(path: Path | str) -> LoadedSite:

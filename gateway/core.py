@@ -22,7 +22,6 @@ from typing import Any
 from alarmgw.clock import Clock, iso
 from alarmgw.diagnostics.engine import Diagnoser, FaultChange
 from alarmgw.diagnostics.escalation import due_escalations
-from alarmgw.diagnostics.rules import load_fault_table
 from alarmgw.diagnostics.tickets import Ticket, TicketError, TicketState
 from alarmgw.drivers.errors import DriverError
 from alarmgw.model import Device, Reading
@@ -58,7 +57,7 @@ class SiteCore:
         self.uplink_root = uplink_root  # fault and escalation events are queued only with an uplink
         self.devices: dict[str, Device] = {d.id: d for d in cfg.devices()}
         self._kinds = {d.id: d.kind for d in self.devices.values()}
-        self.table = load_fault_table(site.faults_file)
+        self.table = site.fault_table  # loaded and checked with the site file
         self.diagnoser = Diagnoser(self.devices.values(), self.table, cfg.supervision())
         self.diagnoser.restore(store.tickets.active_faults())
         self.desk = TicketDesk(store.tickets, store.history, cfg.site, self.devices, self.table)

@@ -29,13 +29,14 @@ def secret_files(site: LoadedSite) -> Iterator[tuple[str, Path]]:
     if cfg.device_broker is not None:
         brokers.append(("device_broker", cfg.device_broker))
     for key, broker in brokers:
-        password_file = getattr(broker, "password_file", None)
-        if password_file is not None:
-            yield f"{key}.password_file", resolve(base, password_file)
+        if broker.password_file is not None:
+            yield f"{key}.password_file", resolve(base, broker.password_file)
         if broker.password:
             yield f"the site file ({key}.password is written in it)", site.path
         if broker.tls is not None and broker.tls.key_file is not None:
             yield f"{key}.tls.key_file", resolve(base, broker.tls.key_file)
+        elif broker.tls is not None and broker.tls.cert_file is not None:  # the key may be in it
+            yield f"{key}.tls.cert_file", resolve(base, broker.tls.cert_file)
 
 
 def exposed(path: Path) -> str | None:

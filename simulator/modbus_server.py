@@ -15,13 +15,10 @@ from alarmgw.clock import Clock
 from alarmgw.drivers.modbus_map import CompiledLayout, Profile, compile_layout, encode_slot
 from alarmgw.model import Device
 
+from .errors import SimulatorError
 from .models import SimSite
 
 log = logging.getLogger(__name__)
-
-
-class SimulatorError(Exception):
-    """The simulator cannot do what its site file asks (e.g. a port is taken)."""
 
 
 _READ_FUNCTIONS = {3: "holding", 4: "input"}
