@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
@@ -63,6 +65,13 @@ class BrokerSpec:
         return ctx
 
     def client(self, *, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+        """A client that tells an MQTT 5 broker the largest packet it takes, so an oversized
+        message is dropped at the broker instead of reaching this process whole, and keeps at
+        most `MAX_QUEUED_INCOMING` messages waiting to be handled."""
+        properties = None
+        if self.mqtt_version == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.MaximumPacketSize = MAX_INCOMING_PACKET
         return aiomqtt.Client(
             self.host,
             self.port,
@@ -75,12 +84,21 @@ class BrokerSpec:
             tls_context=self.tls_context(),
             tls_insecure=False if self.uses_tls else None,  # the broker's name is checked
             timeout=10,
+            properties=properties,
+            max_queued_incoming_messages=MAX_QUEUED_INCOMING,
         )
 
 
 def _no_password() -> str:
     raise ValueError("the client key is encrypted; give an unencrypted key file readable only by the gateway")
 
+
+# The largest message any of our subscriptions has a use for: a device payload is at most
+# 64 KiB (drivers/json_map.py), an engineer's request 16 KiB; plus room for topic and headers.
+MAX_INCOMING_PACKET = 64 * 1024 + 1024
+# Messages received and not yet handled, per connection: a flood waits here, bounded, and
+# past it aiomqtt drops (and logs) instead of growing without end.
+MAX_QUEUED_INCOMING = 10_000
 
 Handler = Callable[[str, bytes], None]
 Session = Callable[[aiomqtt.Client], Awaitable[None]]
