@@ -32,7 +32,7 @@ from .scheduler import PollJob, Supervised
 from .store import Store
 
 if TYPE_CHECKING:
-    from .http_api import HttpServer
+    from .http_server import HttpServer
     from .influx import InfluxTelemetry
     from .remote import RemoteDesk
     from .uplink import Uplink
@@ -128,7 +128,8 @@ class Gateway:
         )
         core.changes.listen(metrics.on_change)
         if cfg.http is not None and site.api_tokens is not None:
-            from .http_api import HttpServer, build_app  # fastapi and uvicorn: only when used
+            from .http_api import build_app  # fastapi and uvicorn: only when used
+            from .http_server import HttpServer
 
             app = build_app(ops, site.api_tokens, metrics, cfg.http.metrics_public)
             self.http = HttpServer(app, cfg.http.bind, cfg.http.port)  # binds now: a taken port fails here

@@ -315,6 +315,12 @@ class HttpConfig(_Strict):
     port: Int = Field(default=8080, ge=1, le=65535)
     tokens_file: SitePath  # api-tokens.yaml: tokens: {name: {role: viewer|engineer, sha256: ...}}
     metrics_public: bool = False  # serve /metrics without a token (a Prometheus on the same box)
+    # Host names the API answers to besides the bound address, localhost and 127.0.0.1 / ::1
+    # (e.g. the box's LAN name); any other Host header is refused (DNS rebinding).
+    host_names: list[str] = Field(default_factory=list)
+    max_body_bytes: Int = Field(default=8192, ge=256, le=1_048_576)  # a note is at most 500 characters
+    max_connections: Int = Field(default=64, ge=1, le=10_000)  # open at once; more wait or are refused
+    requests_per_s: Float = Field(default=20.0, gt=0, le=10_000)  # per client address; past it: 429
 
 
 class InfluxConfig(_Strict):

@@ -1,7 +1,9 @@
 """The local HTTP API, the dashboard and the Prometheus metrics of one gateway.
 
-JSON under /api, described by OpenAPI at /api/openapi.json; every /api route wants a bearer
-token from the site's tokens file (the gateway keeps only their SHA-256). Reads need the
+JSON under /api, described by OpenAPI at /api/openapi.json (served without a token: it
+describes the API, the same for every gateway of a version, and holds no site data); every
+other /api route wants a bearer token from the site's tokens file (the gateway keeps only
+their SHA-256). Reads need the
 viewer role, ticket moves and device commands the engineer role; both go through the same
 `Operations` as remote commands over MQTT, so the allow-list and audit log are shared. Moves
 and commands are audited; reads over HTTP are not (the dashboard reads every few seconds).
@@ -11,34 +13,43 @@ Prometheus text format, with a token unless the site sets `metrics_public`.
 Bound to loopback unless the site file says otherwise. The server is uvicorn, run inside the
 gateway's event loop on a socket the gateway binds itself, so a taken port is a clear error
 at start and signals stay the gateway's.
+
+Whatever anyone sends costs bounded memory and time and leaves polling alone. Every request
+first passes a guard (`Guard`, outermost, before any route runs or any body is read): a
+token bucket per client address (429, and the connection reads nothing more until its
+Retry-After), a Host check against DNS rebinding (421), the bearer token for every route but
+the dashboard's files and the OpenAPI document (401, before a byte of the body is read), and
+a cap on the body (413) and on the time it may take (408). Every answer carries the security
+headers (`SECURITY_HEADERS`). `HttpServer` accepts at most `http.max_connections` at once
+(the rest wait in the listen backlog) and closes a connection that takes too long to send a
+request's head. Refusals are logged at most once a minute each, with a count.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route functions' annotations
 # at run time.
-import asyncio
-import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp
 
 from alarmgw import __version__
+from alarmgw.clock import Clock, SystemClock
 from alarmgw.diagnostics.tickets import MOVES
 
+from .config import HttpConfig
 from .credentials import ApiTokens, Role
+from .http_guard import UNAUTHORIZED, Guard, Tally
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .operations import Operations
 from .refusals import Refused
-from .runtime import listen
 from .store import MAX_ID
 
 log = logging.getLogger(__name__)
@@ -131,7 +142,16 @@ class Problem(BaseModel):
     detail: str = Field(description="what was wrong, in words")
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+# What the guard may answer to any request, before it reaches a route.
+GUARDED = {
+    408: "the request's body did not arrive in time",
+    413: "the body is larger than the site's `http.max_body_bytes`",
+    421: "the Host header names neither this gateway's address nor one of the site's `http.host_names`",
+    429: "too many requests from this address (the site's `http.requests_per_s`): try again after Retry-After",
+}
+
+
+def _errors(*codes: int, token: bool = True) -> dict[int | str, dict[str, Any]]:
     what = {
         400: "cannot be done as asked: a body that is not JSON, a device that has no self-test",
         401: "no token, or one this gateway does not know",
@@ -139,11 +159,16 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "no such device or ticket",
         409: "the ticket's state does not allow this move",
         503: "the gateway's store is busy for a moment: try again",
+        **GUARDED,
     }
-    return {c: {"model": Problem, "description": what[c]} for c in (401, *codes, 503)}
+    listed = sorted({*codes, *GUARDED, *((401, 503) if token else ())})
+    out: dict[int | str, dict[str, Any]] = {c: {"model": Problem, "description": what[c]} for c in listed}
+    out[429]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    return out
 
 
 READ, ONE, MOVE, COMMAND = _errors(), _errors(404), _errors(400, 403, 404, 409), _errors(400, 403, 404)
+PUBLIC = _errors(token=False)
 TicketId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="ticket number")]
 
 
@@ -157,12 +182,15 @@ class MoveIn(BaseModel):
 
 @dataclass(frozen=True)
 class ApiState:
-    """What the routes need of one gateway, kept on `app.state.alarmgw`."""
+    """What the routes and the guard need of one gateway, kept on `app.state.alarmgw`."""
 
     ops: Operations
     tokens: ApiTokens
     metrics: GatewayMetrics
     metrics_public: bool
+    settings: HttpConfig  # the site's `http` section: limits, host names
+    clock: Clock  # times the guard: rates, log lines
+    unknown_token: "Tally"
 
 
 def _state(request: Request) -> ApiState:
@@ -175,11 +203,12 @@ bearer = HTTPBearer(auto_error=False, description="a token from the site's API t
 
 def holder(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], request: Request) -> Whoami:
     """The token's holder, or 401."""
-    found = _state(request).tokens.holder(creds.credentials) if creds is not None else None
+    state = _state(request)
+    found = state.tokens.holder(creds.credentials) if creds is not None else None
     if found is None:
         where = request.client.host if request.client else "?"
-        log.warning("http %s %s from %s: %s", request.method, request.url.path, where, "no or unknown token")
-        raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        state.unknown_token.note(f"{request.method} {request.url.path} from {where}")
+        raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     return Whoami(name=found[0], role=found[1])
 
 
@@ -298,9 +327,29 @@ async def crashed(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
 
-def build_app(ops: Operations, tokens: ApiTokens, metrics: GatewayMetrics, metrics_public: bool = False) -> FastAPI:
-    """The API of one gateway: the routes above, on that gateway's operations and tokens."""
-    app = FastAPI(
+class _GuardedApp(FastAPI):
+    """FastAPI with the guard outermost, around its error handling too (a 500 carries the
+    security headers like any answer)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Guard(super().build_middleware_stack(), self.state.alarmgw)
+
+
+def build_app(
+    ops: Operations,
+    tokens: ApiTokens,
+    metrics: GatewayMetrics,
+    metrics_public: bool = False,
+    clock: Clock | None = None,
+) -> FastAPI:
+    """The API of one gateway: the routes above, on that gateway's operations and tokens,
+    behind the guard with the site's `http` settings.
+
+    `clock` times the guard (rates, log lines): the real one unless a test gives another,
+    since a client's rate is in real seconds whatever the gateway's clock says."""
+    settings = ops.view.site.config.http or HttpConfig(tokens_file=Path("api-tokens.yaml"))
+    clock = clock or SystemClock()
+    app = _GuardedApp(
         title="alarmgw",
         version=__version__,
         description="One site's alarm gateway: devices, faults, tickets and their service clocks.",
@@ -308,7 +357,8 @@ def build_app(ops: Operations, tokens: ApiTokens, metrics: GatewayMetrics, metri
         docs_url=None,  # the Swagger page loads from a CDN a site box may not reach
         redoc_url=None,
     )
-    app.state.alarmgw = ApiState(ops, tokens, metrics, metrics_public)
+    unknown_token = Tally("refused: no or unknown token", clock)
+    app.state.alarmgw = ApiState(ops, tokens, metrics, metrics_public, settings, clock, unknown_token)
     app.include_router(router)
     # Whether /metrics wants a token is the site's choice, and its documentation follows it.
     app.add_api_route(
@@ -317,49 +367,8 @@ def build_app(ops: Operations, tokens: ApiTokens, metrics: GatewayMetrics, metri
         methods=["GET"],
         tags=["metrics"],
         response_class=Response,
-        responses={} if metrics_public else READ,
+        responses=PUBLIC if metrics_public else READ,
         openapi_extra=None if metrics_public else {"security": [{"HTTPBearer": []}]},
     )
     app.add_exception_handler(Exception, crashed)
     return app
-
-
-# --- serving it --------------------------------------------------------------------------
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # signals belong to the gateway's process, not to the web server
-
-
-class HttpServer:
-    def __init__(self, app: FastAPI, bind: str, port: int) -> None:
-        self.app = app
-        self.bind = bind
-        self.sock = listen(bind, port)
-        self.port: int = self.sock.getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.bind}]" if ":" in self.bind else self.bind
-        return f"http://{host}:{self.port}/"
-
-    async def run(self) -> None:
-        if self.sock.fileno() < 0:  # started again after a failure: listen again
-            self.sock = listen(self.bind, self.port)
-        config = uvicorn.Config(
-            self.app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
-        )
-        server = _Server(config)
-        # The socket listens already: connections made before uvicorn starts wait in its backlog.
-        task = asyncio.ensure_future(server.serve(sockets=[self.sock]))
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await task
-            raise
-        finally:
-            self.sock.close()

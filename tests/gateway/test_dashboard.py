@@ -53,10 +53,25 @@ async def site(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 async def open_dashboard(browser: Browser, h: Harness, token: str) -> Page:
+    """The dashboard in a new page, which records what its Content-Security-Policy refused
+    (`csp_refusals`): the dashboard must need nothing it forbids."""
     assert h.gateway.http is not None
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
-    await page.goto(f"{h.gateway.http.url}#token={token}")
+    # Injected by the browser's driver, not by the page: the policy does not apply to it.
+    await page.add_init_script(
+        "window.cspRefusals = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " e => window.cspRefusals.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    response = await page.goto(f"{h.gateway.http.url}#token={token}")
+    assert response is not None and "default-src 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
     return page
+
+
+async def csp_refusals(page: Page) -> list[str]:
+    refused: list[str] = await page.evaluate("window.cspRefusals")
+    return refused
 
 
 async def shot(page: Page, name: str, tmp_path: Path) -> None:
@@ -119,6 +134,19 @@ async def test_engineer_sees_the_site_and_acknowledges_a_ticket(
     assert moved.state.value == "acknowledged"
     (entry,) = [e for e in h.gateway.store.tickets.log(moved.id) if e["action"] == "acknowledged"]
     assert (entry["actor"], entry["note"]) == ("eng-1", "customer called, cover refitted")
+    assert await csp_refusals(page) == []  # script, style, API calls, the move: all its own
+
+
+async def test_the_dashboard_cannot_be_framed_by_another_page(browser: Browser, site: Harness) -> None:
+    """Clickjacking: another site's page (here a blank one) that frames the dashboard gets
+    nothing in the frame (X-Frame-Options: DENY, CSP frame-ancestors 'none')."""
+    assert site.gateway.http is not None
+    page = await browser.new_page()
+    # set_content returns on the outer page's load event, which waits for its frame's
+    await page.set_content(f'<iframe src="{site.gateway.http.url}" width="600" height="400"></iframe>')
+    (frame,) = page.main_frame.child_frames
+    assert frame.url.startswith("chrome-error:")  # the browser's error page in its place
+    assert await frame.locator("#site").count() == 0  # the dashboard never rendered there
 
 
 async def test_an_overdue_clock_shows_as_breached(browser: Browser, site: Harness, tmp_path: Path) -> None:
@@ -146,6 +174,7 @@ async def test_an_unknown_token_asks_for_another(browser: Browser, site: Harness
     await page.locator("#login button").click()
     await expect(page.locator("#who")).to_have_text("eng-1 (engineer)")
     await expect(page.locator("#tickets tbody tr")).to_have_count(2)
+    assert await csp_refusals(page) == []  # the sign-in form is the script's (form-action 'none')
 
 
 async def test_a_gateway_that_stops_answering_is_shown_as_such(browser: Browser, site: Harness) -> None:

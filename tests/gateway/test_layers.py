@@ -21,6 +21,8 @@ FRONT_ENDS = (
     "alarmgw.gateway.demo",
     "alarmgw.gateway.ha_discovery",
     "alarmgw.gateway.http_api",
+    "alarmgw.gateway.http_guard",
+    "alarmgw.gateway.http_server",
     "alarmgw.gateway.influx",
     "alarmgw.gateway.live",
     "alarmgw.gateway.metrics",

@@ -1,0 +1,274 @@
+"""The guard every HTTP request passes before it reaches a route (outermost ASGI layer, before
+any body is read): a token bucket per client address (429, and the connection reads nothing
+more until its Retry-After), a Host check against DNS rebinding (421), the bearer token for
+every route but the dashboard's files and the OpenAPI document (401, before a byte of the
+body is read), a cap on the body (413) and on the time it may take (408), and the security
+headers on every answer. Refusals are logged at most once a minute each, with a count."""
+
+from __future__ import annotations
+
+# at run time.
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from alarmgw.clock import Clock
+
+if TYPE_CHECKING:
+    from .http_api import ApiState
+
+log = logging.getLogger(__name__)
+
+UNAUTHORIZED = "a valid bearer token is required"
+
+
+# The dashboard loads only its own page, script and style and calls only its own API; no other
+# page may frame it (its ticket buttons), have a type guessed, or learn its address.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+# Names a loopback dashboard is reached by; the connection's own address is good too.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# Paths served without a token: the dashboard's files (it asks for the token itself) and the
+# OpenAPI document (the same for every gateway of a version: it describes, it holds no data).
+OPEN_PATHS = ("/", "/favicon.ico", "/api/openapi.json")
+OPEN_PREFIX = "/dashboard/"
+MIN_BURST = 16  # a dashboard's first load (page, script, style, icon, five reads), with room to spare
+MAX_CLIENTS = 4096  # addresses the rate limit remembers; past it the longest quiet is forgotten
+BODY_TIMEOUT_S = 10.0  # a body of a few KiB that takes longer is someone holding a connection
+LOG_EVERY_S = 60.0  # a refusal that repeats is logged at most this often, with its count
+HOLD = "alarmgw.hold_s"  # set on a request's scope: its connection reads nothing more for this long
+HOLD_MAX_S = 1.0  # ... at most: enough to spread a flood out, short for a client that waits as told
+
+
+class Tally:
+    """A refusal that may come thousands of times a second, logged at most once a minute:
+    the first at once, later ones as one line with how many came since the last line."""
+
+    def __init__(self, reason: str, clock: Clock, every_s: float = LOG_EVERY_S) -> None:
+        self.reason = reason
+        self.clock = clock
+        self.every_s = every_s
+        self.total = 0
+        self._unsaid = 0
+        self._quiet_until = -math.inf
+
+    def note(self, what: str) -> None:
+        """Count one refusal of `what` (e.g. "GET /api/site from 10.0.0.7"), and log it unless
+        a line was logged less than `every_s` ago."""
+        self.total += 1
+        self._unsaid += 1
+        now = self.clock.monotonic()
+        if now < self._quiet_until:
+            return
+        if self._unsaid == 1:
+            log.warning("http %s: %s", what, self.reason)
+        else:
+            log.warning("http %s: %s (%d like it since the last line)", what, self.reason, self._unsaid)
+        self._unsaid = 0
+        self._quiet_until = now + self.every_s
+
+
+class TokenBuckets:
+    """Requests per client: a bucket of `burst` tokens each, refilled at `rate` a second; a
+    request takes one. A refused request takes one too, down to a debt of `burst`: a client
+    that does not wait is told to wait longer, each of its requests a turn later than the
+    last, so what it sends over many connections comes back one by one, not all at once.
+    At most `max_clients` buckets are kept, the least recently used going first (a sender
+    with more addresses than that is bounded by the connection cap instead)."""
+
+    def __init__(self, rate: float, burst: float, max_clients: int = MAX_CLIENTS) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, when)
+
+    def take(self, client: str, now: float) -> float:
+        """0 when `client` may make a request at `now`, else the seconds it must wait."""
+        tokens, then = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+        self._buckets[client] = (max(-self.burst, tokens - 1), now)
+        if len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def client_key(address: str) -> str:
+    """Whom the rate limit counts: an IPv4 address, or an IPv6 address's /64 (one host's
+    share of a network, which hands out the rest of it freely)."""
+    if ":" not in address:
+        return address
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_network(f"{address.partition('%')[0]}/64", strict=False))
+    return address
+
+
+def host_name(value: bytes) -> str:
+    """The name in a Host header, without its port: `[::1]:8080` -> `::1`."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    name, colon, _port = text.rpartition(":")
+    return (name if colon and ":" not in name else text).rstrip(".")
+
+
+class Guard:
+    """Pure ASGI, outermost: refuses what must be refused before any route runs or any byte
+    of a body is read, and puts the security headers on every answer."""
+
+    def __init__(self, app: ASGIApp, state: ApiState) -> None:
+        self.app = app
+        self.state = state
+        s = state.settings
+        self.buckets = TokenBuckets(s.requests_per_s, max(MIN_BURST, s.requests_per_s))
+        self.names = {*LOOPBACK_NAMES, *(n.lower().rstrip(".") for n in s.host_names)}
+        clock = state.clock
+        self.too_many = Tally(f"refused: over {s.requests_per_s:g} requests a second from one address", clock)
+        self.wrong_host = Tally("refused: its Host is neither this gateway's address nor in http.host_names", clock)
+        self.too_big = Tally(f"refused: a body over http.max_body_bytes ({s.max_body_bytes})", clock)
+        self.too_slow = Tally(f"refused: a body that took over {BODY_TIMEOUT_S:g} s", clock)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = _with_security_headers(send)
+        client = scope["client"][0] if scope.get("client") else "?"
+        host = auth = None
+        length: float = 0  # the declared Content-Length
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+            elif name == b"authorization":
+                auth = value
+            elif name == b"content-length":
+                length = int(value) if len(value) < 20 else math.inf  # h11 has checked it is digits
+            elif name == b"transfer-encoding":
+                chunked = True
+        unread = length > 0 or chunked  # a body left unread: the answer closes the connection
+
+        wait = self.buckets.take(client_key(client), self.state.clock.monotonic())
+        if wait:
+            self.too_many.note(f"{scope['method']} {scope['path']} from {client}")
+            rate = self.state.settings.requests_per_s
+            detail = f"too many requests from {client} (at most {rate:g} a second): try again in {wait:.1f} s"
+            scope[HOLD] = wait  # the connection reads nothing more until then (see `_Connection`)
+            await _refuse(send, 429, detail, unread, [(b"retry-after", str(math.ceil(wait)).encode())])
+            return
+        name = host_name(host) if host is not None else ""
+        here = str((scope.get("server") or ("",))[0]).lower()  # the address the client reached
+        if not name or (name not in self.names and name != here):
+            self.wrong_host.note(f"{scope['method']} {scope['path']} for {name!r} from {client}")
+            named = f"the host name {name!r}" if name else "a request without a Host header"
+            detail = f"this gateway does not answer to {named} (http.host_names lists the names it does)"
+            await _refuse(send, 421, detail, unread)
+            return
+        if self._needs_token(scope["path"]) and not self._known(auth):
+            self.state.unknown_token.note(f"{scope['method']} {scope['path']} from {client}")
+            await _refuse(send, 401, UNAUTHORIZED, unread, [(b"www-authenticate", b"Bearer")])
+            return
+        if unread:
+            most = self.state.settings.max_body_bytes
+            body: bytes | None = None
+            if length <= most:
+                try:
+                    body = await self._body(receive, most)
+                except TimeoutError:
+                    self.too_slow.note(f"{scope['method']} {scope['path']} from {client}")
+                    await _refuse(send, 408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s", True)
+                    return
+                except _Gone:
+                    return  # the client left: nobody to answer
+            if body is None:
+                self.too_big.note(f"{scope['method']} {scope['path']} from {client}")
+                await _refuse(send, 413, f"the body is over {most} bytes, the most this gateway takes", True)
+                return
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send)
+
+    def _needs_token(self, path: str) -> bool:
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIX):
+            return False
+        return not (path == "/metrics" and self.state.metrics_public)
+
+    def _known(self, auth: bytes | None) -> bool:
+        if auth is None:
+            return False
+        scheme, _, token = auth.decode("latin-1").partition(" ")
+        return scheme.lower() == "bearer" and self.state.tokens.holder(token.strip()) is not None
+
+    @staticmethod
+    async def _body(receive: Receive, most: int) -> bytes | None:
+        """The whole body, or None once it passes `most` bytes (what came is dropped)."""
+        chunks: list[bytes] = []
+        size = 0
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Gone
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > most:
+                    return None
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+
+
+class _Gone(Exception):
+    """The client went away while sending its body."""
+
+
+def _with_security_headers(send: Send) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
+        await send(message)
+
+    return sending
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the body already read, then whatever the connection says next."""
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+async def _refuse(
+    send: Send, status: int, detail: str, close: bool, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    if close:
+        head.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
