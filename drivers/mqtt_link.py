@@ -99,6 +99,12 @@ MAX_INCOMING_PACKET = 64 * 1024 + 1024
 # Messages received and not yet handled, per connection: a flood waits here, bounded, and
 # past it aiomqtt drops (and logs) instead of growing without end.
 MAX_QUEUED_INCOMING = 10_000
+# Every subscription of the gateway is QoS 0. A broker that drops a QoS 1 message because it
+# is over our Maximum Packet Size keeps its in-flight slot (mosquitto 2.0 does): twenty
+# oversized messages from anyone who can publish would then stop all delivery to us. At
+# QoS 0 nothing is held back; what we receive is re-sent by its sender anyway (device
+# reports, an engineer's request whose tool waits for the answer).
+SUBSCRIBE_QOS = 0
 
 Handler = Callable[[str, bytes], None]
 Session = Callable[[aiomqtt.Client], Awaitable[None]]
@@ -154,7 +160,7 @@ async def subscribe_forever(
 
     async def session(client: aiomqtt.Client) -> None:
         for topic in topics:
-            await client.subscribe(topic, qos=1)
+            await client.subscribe(topic, qos=SUBSCRIBE_QOS)
         log.info("subscribed to %s on %s:%d", ", ".join(topics), broker.host, broker.port)
         if on_connect is not None:
             await on_connect()

@@ -27,7 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from alarmgw.backoff import Backoff
-from alarmgw.drivers.mqtt_link import BrokerSpec, payload_bytes, stay_connected
+from alarmgw.drivers.mqtt_link import SUBSCRIBE_QOS, BrokerSpec, payload_bytes, stay_connected
 
 from .credentials import Users, UsersFile, UsersFileError
 from .operations import Operations
@@ -111,7 +111,7 @@ class RemoteDesk:
 
     async def run(self) -> None:
         async def session(client: aiomqtt.Client) -> None:
-            await client.subscribe(self.topic, qos=1)
+            await client.subscribe(self.topic, qos=SUBSCRIBE_QOS)
             self.subscribed.set()
             async for m in client.messages:
                 try:

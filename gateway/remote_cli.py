@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 from rich.console import Console
 from rich.table import Table
 
-from alarmgw.drivers.mqtt_link import BrokerSpec
+from alarmgw.drivers.mqtt_link import SUBSCRIBE_QOS, BrokerSpec
 
 from .operations import COMMANDS
 from .remote_auth import Credential, make_request
@@ -75,7 +75,7 @@ async def call(
         raise RemoteError(f"cannot send that: {exc}") from None
     try:
         async with broker.client() as client:
-            await client.subscribe(reply_topic, qos=1)
+            await client.subscribe(reply_topic, qos=SUBSCRIBE_QOS)
             await client.publish(f"{root}/cmd", payload, qos=1, properties=props)
             async with asyncio.timeout(timeout_s):
                 async for m in client.messages:

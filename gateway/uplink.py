@@ -19,7 +19,7 @@ import aiomqtt
 
 from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
-from alarmgw.drivers.mqtt_link import BrokerSpec, payload_bytes, stay_connected
+from alarmgw.drivers.mqtt_link import SUBSCRIBE_QOS, BrokerSpec, payload_bytes, stay_connected
 from alarmgw.tasks import raise_if_cancelling
 
 from .store.outbox import Outbox
@@ -71,7 +71,7 @@ class Uplink:
             if self.ha_prefix is None:
                 await self._drain(client)
                 return
-            await client.subscribe(f"{self.ha_prefix}/status", qos=1)
+            await client.subscribe(f"{self.ha_prefix}/status", qos=SUBSCRIBE_QOS)
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._drain(client))
