@@ -566,6 +566,8 @@ def read_secret(site_path: Path, key: str, p: Path) -> str:
 def existing(site_path: Path, key: str, p: Path) -> Path:
     """A file the site file names, resolved; a ConfigError naming the key if it is not there."""
     f = resolve(site_path.parent, p)
+    if f.is_dir():
+        raise ConfigError(site_path, f"{key}: {f} is a folder, not a file")
     if not f.is_file():
         raise ConfigError(site_path, f"{key}: no such file {f}")
     return f

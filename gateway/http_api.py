@@ -148,6 +148,7 @@ GUARDED = {
     413: "the body is larger than the site's `http.max_body_bytes`",
     421: "the Host header names neither this gateway's address nor one of the site's `http.host_names`",
     429: "too many requests from this address (the site's `http.requests_per_s`): try again after Retry-After",
+    431: "the request line and headers are over 16 KiB",
 }
 
 

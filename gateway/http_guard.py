@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNAUTHORIZED = "a valid bearer token is required"
+# Request line and headers. h11 holds an unfinished head to this; a head that arrives whole
+# in one read is measured here.
+MAX_HEAD_BYTES = 16 * 1024
 
 
 # The dashboard loads only its own page, script and style and calls only its own API; no other
@@ -144,6 +147,7 @@ class Guard:
         clock = state.clock
         self.too_many = Tally(f"refused: over {s.requests_per_s:g} requests a second from one address", clock)
         self.wrong_host = Tally("refused: its Host is neither this gateway's address nor in http.host_names", clock)
+        self.too_large_head = Tally(f"refused: request headers over {MAX_HEAD_BYTES} bytes", clock)
         self.too_big = Tally(f"refused: a body over http.max_body_bytes ({s.max_body_bytes})", clock)
         self.too_slow = Tally(f"refused: a body that took over {BODY_TIMEOUT_S:g} s", clock)
 
@@ -174,6 +178,11 @@ class Guard:
             detail = f"too many requests from {client} (at most {rate:g} a second): try again in {wait:.1f} s"
             scope[HOLD] = wait  # the connection reads nothing more until then (see `_Connection`)
             await _refuse(send, 429, detail, unread, [(b"retry-after", str(math.ceil(wait)).encode())])
+            return
+        head = len(scope.get("raw_path") or b"") + sum(len(n) + len(v) + 4 for n, v in scope["headers"])
+        if head > MAX_HEAD_BYTES:
+            self.too_large_head.note(f"{scope['method']} {scope['path']} from {client}")
+            await _refuse(send, 431, f"request headers of {head} bytes: at most {MAX_HEAD_BYTES}", unread)
             return
         name = host_name(host) if host is not None else ""
         here = str((scope.get("server") or ("",))[0]).lower()  # the address the client reached

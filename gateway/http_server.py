@@ -23,7 +23,7 @@ from uvicorn.server import ServerState
 
 from alarmgw.clock import Clock
 
-from .http_guard import HOLD, HOLD_MAX_S, LOG_EVERY_S, Tally
+from .http_guard import HOLD, HOLD_MAX_S, LOG_EVERY_S, MAX_HEAD_BYTES, Tally
 from .runtime import listen
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEAD_TIMEOUT_S = 10.0  # from connecting (or the last answer) to a complete request line and headers
-MAX_HEAD_BYTES = 16 * 1024  # request line and headers (h11's own default, said here)
 ACCEPT_RETRY_S = 0.5  # after accept() failed (out of file descriptors): others may close theirs
 
 

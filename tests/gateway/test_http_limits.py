@@ -379,6 +379,17 @@ async def test_a_host_that_is_not_this_gateway_is_refused(tmp_path: Path) -> Non
 
 
 @integration
+async def test_headers_over_16_kib_are_refused_even_when_they_arrive_whole(tmp_path: Path) -> None:
+    """h11 bounds a head that is still arriving; one that arrives in a single read (20 KiB
+    on loopback) was passed on whole, and answered 401 as if it were an ordinary request."""
+    async with serving(tmp_path) as (h, url), httpx.AsyncClient(base_url=url, timeout=10) as client:
+        r = await client.get("/api/site", headers={**ENG, "X-Padding": "x" * (20 * 1024)})
+        assert r.status_code == 431 and "at most 16384" in r.json()["detail"]
+        assert (await client.get("/api/site", headers=ENG)).status_code == 200
+        assert h.gateway.store.audit.entries() == []
+
+
+@integration
 async def test_openapi_is_public_and_lists_what_the_guard_answers(tmp_path: Path) -> None:
     """Item 8 (the decision: the document describes the API, the same for every gateway of a
     version, and holds no site data, so it is served without a token) and items 4-5: every
@@ -389,7 +400,7 @@ async def test_openapi_is_public_and_lists_what_the_guard_answers(tmp_path: Path
         doc = r.json()
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
-            assert {"408", "413", "421", "429"} <= set(op["responses"]), (method, path)
+            assert {"408", "413", "421", "429", "431"} <= set(op["responses"]), (method, path)
             assert op["security"] and "401" in op["responses"], (method, path)
             assert "Retry-After" in op["responses"]["429"]["headers"]
 

@@ -147,7 +147,7 @@ KINDS: list[tuple[str, Build, str]] = [
     ("influx-buffer-absurd", extra("influxdb: {url: 'http://x:8086', bucket: b, buffer_max: 1.0e12}\n"), "buffer_max"),
     # --- the files a site file names
     ("faults-file-missing", extra("faults_file: nope.yaml\n"), "faults_file: no such file"),
-    ("faults-file-is-folder", extra("faults_file: .\n"), "faults_file: no such file"),
+    ("faults-file-is-folder", extra("faults_file: .\n"), "is a folder, not a file"),
     (
         "faults-file-bad-threshold",
         extra(
