@@ -64,10 +64,10 @@ class BrokerSpec:
             )
         return ctx
 
-    def client(self, *, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+    def client(self, *, will: aiomqtt.Will | None = None, max_queued: int | None = None) -> aiomqtt.Client:
         """A client that tells an MQTT 5 broker the largest packet it takes, so an oversized
         message is dropped at the broker instead of reaching this process whole, and keeps at
-        most `MAX_QUEUED_INCOMING` messages waiting to be handled."""
+        most `max_queued` (default `MAX_QUEUED_INCOMING`) messages waiting to be handled."""
         properties = None
         if self.mqtt_version == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -85,7 +85,7 @@ class BrokerSpec:
             tls_insecure=False if self.uses_tls else None,  # the broker's name is checked
             timeout=10,
             properties=properties,
-            max_queued_incoming_messages=MAX_QUEUED_INCOMING,
+            max_queued_incoming_messages=max_queued or MAX_QUEUED_INCOMING,
         )
 
 
@@ -97,8 +97,10 @@ def _no_password() -> str:
 # 64 KiB (drivers/json_map.py), an engineer's request 16 KiB; plus room for topic and headers.
 MAX_INCOMING_PACKET = 64 * 1024 + 1024
 # Messages received and not yet handled, per connection: a flood waits here, bounded, and
-# past it aiomqtt drops (and logs) instead of growing without end.
-MAX_QUEUED_INCOMING = 10_000
+# past it aiomqtt drops (and logs) instead of growing without end. At the largest packet
+# that is 2,000 x 65 KiB = 130 MB at worst; the device feed takes a bridge's burst after a
+# restart (1,000 states). A connection that expects few messages asks for fewer.
+MAX_QUEUED_INCOMING = 2_000
 # Every subscription of the gateway is QoS 0. A broker that drops a QoS 1 message because it
 # is over our Maximum Packet Size keeps its in-flight slot (mosquitto 2.0 does): twenty
 # oversized messages from anyone who can publish would then stop all delivery to us. At
@@ -119,6 +121,7 @@ async def stay_connected(
     will: aiomqtt.Will | None = None,
     backoff: Backoff | None = None,
     on_down: Callable[[], None] | None = None,
+    max_queued: int | None = None,
 ) -> None:
     """Connect, run `session(client)`, and whenever the connection fails wait a backoff
     (reset at each successful connect) and do it again; until cancelled or the session
@@ -128,7 +131,7 @@ async def stay_connected(
     while True:
         raise_if_cancelling()
         try:
-            async with broker.client(will=will) as client:
+            async with broker.client(will=will, max_queued=max_queued) as client:
                 backoff.reset()
                 await session(client)
                 return

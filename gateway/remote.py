@@ -37,6 +37,10 @@ from .store import StoreError
 
 log = logging.getLogger(__name__)
 
+# Requests waiting to be handled: engineers send a few a minute; a flood of junk waits here,
+# at most this many (64 KiB each at worst, 4 MiB), and past it is dropped by the client.
+QUEUED_REQUESTS = 64
+
 MAX_REPLY_TOPIC = 256  # characters; the engineer's tool uses about 80
 MAX_CORRELATION = 64  # bytes of correlation data echoed back; the tool sends 16
 COUNTS_FLUSH_S = 60.0  # refusals counted in memory reach the store at least this often
@@ -134,6 +138,7 @@ class RemoteDesk:
                         name="remote desk",
                         backoff=Backoff(1.0, 60.0),
                         on_down=self.subscribed.clear,
+                        max_queued=QUEUED_REQUESTS,
                     )
                 finally:
                     flusher.cancel()

@@ -27,6 +27,8 @@ from .store.outbox import Outbox
 log = logging.getLogger(__name__)
 
 BATCH = 200
+# The uplink receives only Home Assistant's status (when it watches it): a few messages.
+QUEUED_INCOMING = 64
 # Another process (the tickets command line) may queue a message without waking us: look at
 # the outbox this often when nothing has woken the uplink. One indexed COUNT, so cheap.
 RECHECK_S = 5.0
@@ -87,6 +89,7 @@ class Uplink:
             will=aiomqtt.Will(status, b"offline", qos=1, retain=True),
             backoff=self.backoff,
             on_down=self.connected.clear,
+            max_queued=QUEUED_INCOMING,
         )
 
     async def _watch_home_assistant(self, client: aiomqtt.Client) -> None:
