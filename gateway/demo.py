@@ -33,6 +33,7 @@ def demo_site(db: Path | None, broker: tuple[str, int, str], http_port: int = 0)
     folder = Path(tempfile.mkdtemp(prefix="alarmgw-demo-"))
     token = new_api_token()
     tokens_file = folder / "api-tokens.yaml"
+    tokens_file.touch(mode=0o600)  # a secret, like any tokens file: the gateway's user's alone
     tokens_file.write_text(f"tokens:\n  {token_entry('demo', 'engineer', token)}\n")
     hosts = [
         h.model_copy(update={"modbus": ModbusTcpEndpoint(address="127.0.0.1", port=free_port(), unit=h.modbus.unit)})

@@ -50,3 +50,4 @@ async def test_demo_serves_the_dashboard_and_prints_its_address() -> None:
             proc.terminate()
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()[-2000:]
+    assert "holds a secret" not in err.decode()  # the demo's own token file is private
