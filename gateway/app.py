@@ -23,12 +23,12 @@ from alarmgw.diagnostics.escalation import Escalation
 
 from . import permissions
 from .changes import TelemetryDue, TicketEvent
-from .config import LoadedSite
 from .core import SiteCore
 from .messages import telemetry_messages
 from .metrics import GatewayMetrics
 from .operations import Operations
 from .scheduler import PollJob, Supervised
+from .site_file import LoadedSite
 from .store import Store
 
 if TYPE_CHECKING:

@@ -27,10 +27,10 @@ from alarmgw.diagnostics.tickets import MOVES, IllegalTransition
 from alarmgw.simulator.errors import SimulatorError
 from alarmgw.yamlfile import ConfigError
 
-from .config import LoadedSite, load_site
 from .credentials import RANK, Role
 from .payloads import ticket_json
 from .runtime import HttpError, run_until_stopped
+from .site_file import LoadedSite, load_site
 from .store import Store, StoreError
 
 if TYPE_CHECKING:

@@ -28,11 +28,11 @@ from alarmgw.model import Device, Reading
 
 from .bus import Bus
 from .changes import Change, ReadingsTaken, TicketEvent
-from .config import LoadedSite
 from .messages import escalation_messages, fault_messages
 from .polling import Link, build_polling
 from .refusals import Conflict, Invalid, NotFound, Unavailable
 from .scheduler import PollJob, RunObserver, run_jobs, stagger
+from .site_file import LoadedSite
 from .store import Store, StoreError, TicketNotFound
 from .store.records import AUDIT_RETENTION_DAYS, MIN_AUDIT_RETENTION_DAYS
 from .ticketing import TicketDesk

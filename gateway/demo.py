@@ -15,10 +15,11 @@ from alarmgw.simulator.scenario import load_scenario
 
 from .app import Gateway
 from .changes import TicketEvent
-from .config import BrokerConfig, HostConfig, HttpConfig, LoadedSite, ModbusTcpEndpoint, load_site
+from .config import BrokerConfig, HostConfig, HttpConfig, ModbusTcpEndpoint
 from .credentials import new_api_token, token_entry
 from .live import render, tickets_table
 from .runtime import free_port, run_until_stopped
+from .site_file import LoadedSite, load_site
 from .wiring import simulator_for
 
 

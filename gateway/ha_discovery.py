@@ -16,8 +16,8 @@ from alarmgw.diagnostics.engine import FaultCleared, FaultRaised
 from alarmgw.model import Device
 
 from .changes import Change, TelemetryDue
-from .config import LoadedSite
 from .messages import discovery_messages, state_messages
+from .site_file import LoadedSite
 from .store.outbox import Outbox
 from .view import SiteView
 

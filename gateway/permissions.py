@@ -10,7 +10,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from .config import BrokerConfig, LoadedSite, resolve
+from .config import BrokerConfig
+from .site_file import LoadedSite, resolve
 
 
 def secret_files(site: LoadedSite) -> Iterator[tuple[str, Path]]:

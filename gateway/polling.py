@@ -17,8 +17,8 @@ from alarmgw.drivers.mqtt_devices import MqttDeviceFeed
 from alarmgw.drivers.zigbee2mqtt import Zigbee2MqttRouter
 from alarmgw.model import Device, Reading
 
-from .config import LoadedSite
 from .scheduler import PollJob
+from .site_file import LoadedSite
 
 Ingest = Callable[[Sequence[Reading]], None]
 Link = ModbusLink | It100Link

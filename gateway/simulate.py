@@ -22,8 +22,8 @@ from alarmgw.simulator.runner import Simulator
 from alarmgw.simulator.scenario import FaultName, Scenario, load_scenario
 from alarmgw.yamlfile import describe
 
-from .config import LoadedSite
 from .runtime import run_until_stopped
+from .site_file import LoadedSite
 from .wiring import simulator_for
 
 log = logging.getLogger(__name__)

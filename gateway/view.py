@@ -14,9 +14,9 @@ from alarmgw.model import Device, Reading
 
 from .bus import Bus
 from .changes import Change
-from .config import LoadedSite
 from .polling import Link
 from .scheduler import PollJob
+from .site_file import LoadedSite
 from .store import Store
 
 

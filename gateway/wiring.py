@@ -8,7 +8,7 @@ from alarmgw.simulator.modbus_server import HostEndpoint
 from alarmgw.simulator.runner import RtuUnit, SerialBusEndpoint, Simulator, Z2mEndpoint
 from alarmgw.simulator.scenario import Scenario
 
-from .config import LoadedSite
+from .site_file import LoadedSite
 
 
 def simulator_endpoints(site: LoadedSite) -> list[HostEndpoint]:

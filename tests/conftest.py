@@ -15,9 +15,9 @@ import pytest
 from alarmgw.clock import ManualClock
 from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.gateway.app import Gateway
-from alarmgw.gateway.config import LoadedSite, load_site
 from alarmgw.gateway.credentials import token_entry
 from alarmgw.gateway.runtime import free_port
+from alarmgw.gateway.site_file import LoadedSite, load_site
 from alarmgw.gateway.store import Store
 from alarmgw.gateway.wiring import simulator_endpoints
 from alarmgw.simulator.runner import Simulator

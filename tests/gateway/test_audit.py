@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from alarmgw.clock import ManualClock, iso
-from alarmgw.gateway.config import load_site
 from alarmgw.gateway.core import SiteCore
 from alarmgw.gateway.operations import Operations
+from alarmgw.gateway.site_file import load_site
 from alarmgw.gateway.store import Store
 from alarmgw.gateway.store.schema import STEPS
 from tests.conftest import write_site

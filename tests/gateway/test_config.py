@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from alarmgw.drivers.mqtt_link import BrokerSpec
-from alarmgw.gateway.config import load_site
+from alarmgw.gateway.site_file import load_site
 from alarmgw.yamlfile import ConfigError
 
 HEAD = (

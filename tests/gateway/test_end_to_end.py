@@ -15,8 +15,8 @@ from alarmgw.clock import ManualClock, iso
 from alarmgw.diagnostics.escalation import Escalation
 from alarmgw.diagnostics.tickets import TicketState
 from alarmgw.gateway.app import Gateway
-from alarmgw.gateway.config import load_site
 from alarmgw.gateway.runtime import HttpError, free_port
+from alarmgw.gateway.site_file import load_site
 from alarmgw.gateway.store import Store
 from alarmgw.simulator.modbus_server import ModbusHostServer
 from tests.conftest import POLL_S, Harness, harness_for, http_extra, write_site

@@ -12,7 +12,7 @@ import pytest
 
 from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.gateway.app import Gateway
-from alarmgw.gateway.config import load_site
+from alarmgw.gateway.site_file import load_site
 from tests.broker import Mosquitto
 
 pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser

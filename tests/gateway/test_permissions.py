@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from alarmgw.gateway.config import load_site
 from alarmgw.gateway.permissions import warnings
+from alarmgw.gateway.site_file import load_site
 from alarmgw.gateway.store import Store
 from tests.conftest import http_extra, write_site
 

@@ -15,7 +15,7 @@ from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.drivers.errors import DeviceRefused
 from alarmgw.drivers.it100_link import It100Link
 from alarmgw.gateway.app import Gateway
-from alarmgw.gateway.config import load_site
+from alarmgw.gateway.site_file import load_site
 from alarmgw.gateway.wiring import simulator_buses, simulator_endpoints
 from alarmgw.simulator.scenario import Scenario
 from alarmgw.tasks import cancel_and_wait

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alarmgw.gateway.config import load_site
+from alarmgw.gateway.site_file import load_site
 from alarmgw.yamlfile import MAX_PROBLEM_CHARS, MAX_PROBLEMS, ConfigError, read_yaml
 
 ALARMGW = [sys.executable, "-m", "alarmgw.gateway.cli"]

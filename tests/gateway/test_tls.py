@@ -17,8 +17,8 @@ import pytest
 
 from alarmgw.clock import ManualClock
 from alarmgw.drivers.mqtt_link import subscribe_forever
-from alarmgw.gateway.config import load_site
 from alarmgw.gateway.runtime import free_port
+from alarmgw.gateway.site_file import load_site
 from alarmgw.tasks import cancel_and_wait
 from tests.broker import Mosquitto, make_ca_and_server_cert
 from tests.conftest import Harness, harness_for, write_site
