@@ -116,7 +116,11 @@ class SerialLine:
         self.on_bytes(data, self.rx_done)
 
     def send(self, frame: bytes, gap_s: float = 0.0) -> None:
-        """Queue a frame, to start at least `gap_s` after the last byte received."""
+        """Queue a frame, to start at least `gap_s` after the last byte received. With the
+        cable out nothing is queued: what a device says then falls off the cable, as on a
+        real wire, instead of reaching the gateway late as if it were new."""
+        if not self.plugged:
+            return
         try:
             self._queue.put_nowait((frame, gap_s))
         except asyncio.QueueFull:

@@ -324,11 +324,6 @@ async def test_unplugging_makes_the_port_vanish_and_plugging_brings_it_back(cabl
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="send() queues frames while the line is unplugged (stop() empties the queue only once, "
-    "at unplug), so they reach the gateway after the next plug instead of falling off the cable",
-)
 async def test_frames_sent_while_unplugged_fall_off_the_cable(cables: Callable[..., Cable]) -> None:
     cable = cables(115200)
     await cable.plug()
