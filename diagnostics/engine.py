@@ -87,10 +87,6 @@ class Diagnoser:
         """The fault rules that apply to a device."""
         return self._rules.get(device_id, ())
 
-    def retract(self, device_id: str, fault: str) -> None:
-        """Undo a raise that could not be recorded, so the next reading raises it again."""
-        self._state.pop((device_id, fault), None)
-
     def is_active(self, device_id: str, fault: str) -> bool:
         st = self._state.get((device_id, fault))
         return st is not None and st.active

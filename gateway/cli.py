@@ -25,8 +25,9 @@ from rich.markup import escape
 from alarmgw import __version__
 from alarmgw.diagnostics.tickets import MOVES, IllegalTransition
 from alarmgw.simulator.errors import SimulatorError
-from alarmgw.yamlfile import ConfigError
+from alarmgw.yamlfile import ConfigError, read_text
 
+from .config import MAX_SECRET_BYTES
 from .credentials import RANK, Role
 from .payloads import ticket_json
 from .runtime import HttpError, run_until_stopped
@@ -223,15 +224,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def read_secret(path: Path, option: str = "--secret-file") -> str:
-    """A secret from its file, or UsageError naming the file and what is wrong."""
+    """A secret from its file (the same bounded reader as every file the gateway reads), or
+    UsageError naming the option, the file and what is wrong."""
+    if not path.exists():
+        raise UsageError(f"{option} {path}: no such file")
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        raise UsageError(f"{option} {path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{option} {path}: is a folder, not a file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{option} {path}: cannot read it: {exc}") from None
+        return read_text(path, max_bytes=MAX_SECRET_BYTES, what="it").strip()
+    except ConfigError as exc:
+        raise UsageError(f"{option} {path}: {'; '.join(exc.problems)}") from None
 
 
 def _credential(args: argparse.Namespace) -> Credential:
