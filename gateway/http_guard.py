@@ -59,32 +59,47 @@ HOLD = "alarmgw.hold_s"  # set on a request's scope: its connection reads nothin
 HOLD_MAX_S = 1.0  # ... at most: enough to spread a flood out, short for a client that waits as told
 
 
+class Quiet:
+    """When a line that repeats may be said again: the first time at once, then at most once
+    every `every_s`; each time it may, how many were held back since the last line."""
+
+    def __init__(self, clock: Clock, every_s: float = LOG_EVERY_S) -> None:
+        self.clock = clock
+        self.every_s = every_s
+        self._held = 0
+        self._until = -math.inf
+
+    def say(self) -> int | None:
+        """None while quiet (this one is held back), else how many were held back before it."""
+        now = self.clock.monotonic()
+        if now < self._until:
+            self._held += 1
+            return None
+        held, self._held = self._held, 0
+        self._until = now + self.every_s
+        return held
+
+
 class Tally:
     """A refusal that may come thousands of times a second, logged at most once a minute:
     the first at once, later ones as one line with how many came since the last line."""
 
     def __init__(self, reason: str, clock: Clock, every_s: float = LOG_EVERY_S) -> None:
         self.reason = reason
-        self.clock = clock
-        self.every_s = every_s
         self.total = 0
-        self._unsaid = 0
-        self._quiet_until = -math.inf
+        self._quiet = Quiet(clock, every_s)
 
     def note(self, what: str) -> None:
         """Count one refusal of `what` (e.g. "GET /api/site from 10.0.0.7"), and log it unless
         a line was logged less than `every_s` ago."""
         self.total += 1
-        self._unsaid += 1
-        now = self.clock.monotonic()
-        if now < self._quiet_until:
+        held = self._quiet.say()
+        if held is None:
             return
-        if self._unsaid == 1:
+        if held == 0:
             log.warning("http %s: %s", what, self.reason)
         else:
-            log.warning("http %s: %s (%d like it since the last line)", what, self.reason, self._unsaid)
-        self._unsaid = 0
-        self._quiet_until = now + self.every_s
+            log.warning("http %s: %s (%d like it since the last line)", what, self.reason, held + 1)
 
 
 class TokenBuckets:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,7 @@ from uvicorn.server import ServerState
 
 from alarmgw.clock import Clock
 
-from .http_guard import HOLD, HOLD_MAX_S, LOG_EVERY_S, MAX_HEAD_BYTES, Tally
+from .http_guard import HOLD, HOLD_MAX_S, MAX_HEAD_BYTES, Quiet, Tally
 from .runtime import listen
 
 if TYPE_CHECKING:
@@ -110,20 +109,17 @@ class _QuietWarnings(logging.Filter):
     def __init__(self, clock: Clock) -> None:
         super().__init__()
         self.clock = clock
-        self.quiet_until: dict[str, float] = {}
-        self.unsaid: dict[str, int] = {}
+        self.quiet: dict[str, Quiet] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno != logging.WARNING:
             return True
         kind = str(record.msg)
-        now = self.clock.monotonic()
-        if now < self.quiet_until.get(kind, -math.inf):
-            self.unsaid[kind] = self.unsaid.get(kind, 0) + 1
+        held = self.quiet.setdefault(kind, Quiet(self.clock)).say()
+        if held is None:
             return False
-        if unsaid := self.unsaid.pop(kind, 0):
-            record.msg = f"{kind} ({unsaid} more since the last line)"
-        self.quiet_until[kind] = now + LOG_EVERY_S
+        if held:
+            record.msg = f"{kind} ({held} more since the last line)"
         return True
 
 

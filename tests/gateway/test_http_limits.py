@@ -103,6 +103,23 @@ def test_a_repeated_refusal_is_one_line_a_minute_with_its_count(caplog: pytest.L
     assert tally.total == 1001
 
 
+def test_uvicorn_warnings_are_one_line_a_minute_per_kind() -> None:
+    clock = ManualClock()
+    quiet = http_server._QuietWarnings(clock)
+
+    def passes(msg: str, level: int = logging.WARNING) -> logging.LogRecord | None:
+        record = logging.LogRecord("uvicorn.error", level, __file__, 1, msg, None, None)
+        return record if quiet.filter(record) else None
+
+    assert passes("Invalid HTTP request received.") is not None
+    assert [passes("Invalid HTTP request received.") for _ in range(500)] == [None] * 500
+    assert passes("Unsupported upgrade request.") is not None  # another kind has its own minute
+    assert passes("Shutting down", logging.INFO) is not None  # only warnings are held back
+    clock.advance(60)
+    again = passes("Invalid HTTP request received.")
+    assert again is not None and again.getMessage() == "Invalid HTTP request received. (500 more since the last line)"
+
+
 # --- through a real server ------------------------------------------------------------------
 
 
