@@ -21,9 +21,11 @@ COMM_LOSS = "comm_loss"
 BUS_ERRORS = "bus_errors"
 # Faults of an ancestor that explain a device behind it going quiet.
 ROOT_FAULTS = (COMM_LOSS, BUS_ERRORS)
-# A bus failing this share of its transactions may well be why a unit on it is silent:
-# wait for the bus's own verdict before blaming the unit (the bus_errors rule clears here).
-BUS_SUSPECT_RATE = 0.05
+# A bus that failed any of its recent transactions may well be why a unit on it is silent:
+# the unit waits for the bus's own verdict before it is blamed, but for no more than this
+# many observations past its own debounce; then it is raised on its own. A dead unit on a
+# slightly noisy line is late by that much, never unmonitored.
+BUS_VERDICT_GRACE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +130,20 @@ class Diagnoser:
                     st.active, st.run, st.since = False, 0, None
                     changes.append(FaultCleared(reading.device_id, rule.fault, reading.at))
             elif st.run >= rule.raise_after and held_s >= rule.raise_after_s:
-                raised = self._raise(reading, rule.fault, st.since, values)
+                patient = st.run < rule.raise_after + BUS_VERDICT_GRACE
+                raised = self._raise(reading, rule.fault, st.since, values, patient)
                 if raised is not None:
                     st.active, st.run, st.since = True, 0, None
                     changes.append(raised)
         return changes
 
     def _raise(
-        self, reading: Reading, fault: str, since: datetime, values: Mapping[str, float | int | bool]
+        self,
+        reading: Reading,
+        fault: str,
+        since: datetime,
+        values: Mapping[str, float | int | bool],
+        patient: bool,
     ) -> FaultRaised | None:
         device_id = reading.device_id
         root: tuple[str, str] | None = None
@@ -145,7 +153,7 @@ class Diagnoser:
                 if active is not None:
                     root = (ancestor, active)
                     break
-                if self._suspect(ancestor):
+                if patient and self._suspect(ancestor):
                     return None  # wait: the ancestor is probably the root cause
         affected = tuple(self.topology.descendants(device_id)) if fault in ROOT_FAULTS else ()
         return FaultRaised(
@@ -154,13 +162,13 @@ class Diagnoser:
 
     def _suspect(self, device_id: str) -> bool:
         """Silent for half its supervision window, on its way to comm loss or bus errors,
-        or a bus failing a fair share of its transactions."""
+        or a bus that failed some of its recent transactions."""
         for fault in ROOT_FAULTS:
             st = self._state.get((device_id, fault))
             if st is not None and st.run > 0:
                 return True
         last = self.last_values.get(device_id, {})
-        if last.get("link_lost") or float(last.get("bus_error_rate", 0.0)) >= BUS_SUSPECT_RATE:
+        if last.get("link_lost") or float(last.get("bus_error_rate", 0.0)) > 0:
             return True
         window = self._supervision.get(self.topology.devices[device_id].kind.value)
         age = last.get("link_age_s")

@@ -12,9 +12,9 @@ ERROR_WINDOW_MIN = 8
 
 
 class ErrorWindow:
-    """A garbled frame counts at once. An unanswered try counts only once the same peer
-    answers again: a peer that never answers is dead, and must not make a healthy line
-    look noisy (its silence is its own comm loss)."""
+    """A garbled frame counts at once, and proves its peer alive. An unanswered try counts
+    only once the same peer answers again: a peer that never answers is dead, and must not
+    make a healthy line look noisy (its silence is its own comm loss)."""
 
     def __init__(self, size: int = ERROR_WINDOW, minimum: int = ERROR_WINDOW_MIN) -> None:
         self._outcomes: deque[bool] = deque(maxlen=size)
@@ -28,7 +28,8 @@ class ErrorWindow:
     def unanswered(self, peer: Hashable = None) -> None:
         self._unproven[peer] = self._unproven.get(peer, 0) + 1
 
-    def garbled(self) -> None:
+    def garbled(self, peer: Hashable = None) -> None:
+        self._outcomes.extend([False] * self._unproven.pop(peer, 0))
         self._outcomes.append(False)
 
     def rate(self) -> float | None:

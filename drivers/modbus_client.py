@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+# pymodbus's packet hook: (sending, bytes) -> the bytes to use. The link uses it to hear
+# whether anything came back during a try that failed.
+Trace = Callable[[bool, bytes], bytes]
 
 
 class ModbusLink:
@@ -43,7 +46,7 @@ class ModbusLink:
         self,
         name: str,
         where: str,
-        make_client: Callable[[], Client],
+        make_client: Callable[[Trace], Client],
         clock: Clock,
         *,
         unit: int = 1,
@@ -67,6 +70,7 @@ class ModbusLink:
         self._gate = RetryGate(clock, backoff)
         self._lock = asyncio.Lock()
         self._client: Client | None = None
+        self._heard = False  # bytes came back during the try in flight
         self.requests = 0
         self.failures = 0
         self.reconnects = 0
@@ -84,13 +88,18 @@ class ModbusLink:
         """Share of the recent transactions that failed, once there are enough of them."""
         return self.errors.rate()
 
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        if not sending and data:
+            self._heard = True
+        return data
+
     async def _client_now(self) -> Client:
         """The open client, opening one (if the backoff allows) when there is none."""
         if self._client is not None and self._client.connected:
             return self._client
         self._drop()
         self._gate.check(self.name, self.where)
-        client = self._make_client()
+        client = self._make_client(self._trace)
         try:
             async with asyncio.timeout(self.timeout_s * 2):
                 ok = await client.connect()
@@ -126,12 +135,18 @@ class ModbusLink:
             for _ in range(self.retries + 1):
                 self.requests += 1
                 await self._quiet()
+                self._heard = False
                 try:
                     async with asyncio.timeout(self.timeout_s * 1.5):
                         rr = await read(address, count=count, device_id=unit)
                 except (TimeoutError, ModbusException, OSError) as exc:
                     last = exc
-                    self.errors.unanswered(unit)
+                    # Bytes that came back but did not decode are the line's fault, at once;
+                    # silence may be the unit's own, and counts once it answers again.
+                    if self._heard:
+                        self.errors.garbled(unit)
+                    else:
+                        self.errors.unanswered(unit)
                     self._quiet_at = loop.time() + self.silence_s
                     if not client.connected:
                         break
@@ -191,9 +206,11 @@ def tcp_link(
 ) -> ModbusLink:
     """A link to one Modbus TCP server."""
 
-    def make() -> Client:
+    def make(trace: Trace) -> Client:
         # reconnect_delay=0: pymodbus must not reconnect behind our back; we own backoff.
-        return AsyncModbusTcpClient(address, port=port, timeout=timeout_s, retries=0, reconnect_delay=0, name=name)
+        return AsyncModbusTcpClient(
+            address, port=port, timeout=timeout_s, retries=0, reconnect_delay=0, name=name, trace_packet=trace
+        )
 
     return ModbusLink(
         name, f"{address}:{port}", make, clock, unit=unit, timeout_s=timeout_s, retries=retries, backoff=backoff
@@ -212,7 +229,7 @@ def rtu_link(
 ) -> ModbusLink:
     """A link to a Modbus RTU bus (8N1) shared by several units."""
 
-    def make() -> Client:
+    def make(trace: Trace) -> Client:
         return AsyncModbusSerialClient(
             port,
             baudrate=baud,
@@ -223,6 +240,7 @@ def rtu_link(
             retries=0,
             reconnect_delay=0,
             name=name,
+            trace_packet=trace,
         )
 
     return ModbusLink(name, port, make, clock, timeout_s=timeout_s, retries=retries, backoff=backoff, serial_baud=baud)

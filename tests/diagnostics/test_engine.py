@@ -205,3 +205,43 @@ def test_cleared_event_type() -> None:
         c for i in range(4) for c in d.observe(Reading("host", T0 + timedelta(seconds=i), {"mains_fail": i < 2}))
     ]
     assert isinstance(changes[-1], FaultCleared)
+
+
+BUS_SITE = [
+    Device("rs485", DeviceKind.BUS, "rs485", None),
+    Device("unit1", DeviceKind.HOST, "unit1", "rs485"),
+]
+
+
+def bus_site(bus_rates: Sequence[float], unit_lost: int) -> list[FaultRaised]:
+    """One observation of the bus's error rate, then one of the unit, per step."""
+    d = Diagnoser(BUS_SITE, TABLE, SUPERVISION)
+    raised = []
+    for i, rate in enumerate(bus_rates):
+        t = T0 + timedelta(seconds=5 * i)
+        for dev, values in (("rs485", {"bus_error_rate": rate}), ("unit1", {"link_lost": i < unit_lost})):
+            raised += [c for c in d.observe(Reading(dev, t, values)) if isinstance(c, FaultRaised)]
+    return raised
+
+
+def test_a_unit_going_quiet_as_its_bus_turns_noisy_waits_for_the_bus() -> None:
+    # The line has just started to fail: only a few of its recent transactions show it yet.
+    raised = bus_site([0.0, 0.02, 0.03, 0.2, 0.2, 0.2, 0.2], unit_lost=7)
+    assert [(c.device_id, c.fault, c.root_id) for c in raised] == [
+        ("rs485", "bus_errors", None),
+        ("unit1", "comm_loss", "rs485"),
+    ]
+
+
+def test_a_dead_unit_on_a_mildly_noisy_bus_is_raised_after_a_bounded_wait() -> None:
+    # The bus is never bad enough for bus_errors: the unit must not wait for it for ever.
+    raised = bus_site([0.07] * 12, unit_lost=12)
+    assert [(c.device_id, c.fault, c.root_id) for c in raised] == [("unit1", "comm_loss", None)]
+    assert raised[0].raised_at == T0 + timedelta(seconds=5 * 5)  # debounce 2, then 4 more
+
+
+def test_a_dead_unit_on_a_clean_bus_is_raised_at_its_debounce() -> None:
+    raised = bus_site([0.0] * 4, unit_lost=4)
+    assert [(c.device_id, c.fault, c.root_id, c.raised_at) for c in raised] == [
+        ("unit1", "comm_loss", None, T0 + timedelta(seconds=5))
+    ]

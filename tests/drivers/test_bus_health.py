@@ -36,3 +36,12 @@ def test_window_forgets_old_trouble() -> None:
     for _ in range(4):
         w.answered()
     assert w.rate() == 0.0
+
+
+def test_a_garbled_reply_counts_at_once_and_proves_its_peer_alive() -> None:
+    w = ErrorWindow(size=10, minimum=1)
+    w.unanswered(1)  # the request was lost, or the unit is dead: not known yet
+    w.garbled(1)  # bytes came back that did not decode: the unit is there, the line is not
+    assert w.rate() == 1.0
+    w.answered(1)
+    assert w.rate() == 2 / 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -78,3 +79,29 @@ async def test_dead_port_is_a_link_lost_reading_and_backs_off() -> None:
             await link.read_registers("holding", 0, 8)
         delays.append(round(link.retry_in_s, 3))
     assert delays == [2.0, 4.0, 8.0, 8.0, 8.0]
+
+
+@pytest.mark.parametrize("reply", [b"\x07\x07 line noise \xff", b""], ids=["garbled", "silent"])
+async def test_a_garbled_reply_counts_against_the_line_and_silence_does_not(reply: bytes) -> None:
+    """Bytes that come back and do not decode are the line's trouble at once; a peer that
+    says nothing may be dead, which is its own comm loss and no sign of a noisy line."""
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(256):
+            writer.write(reply)
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    clock = ManualClock()
+    link = tcp_link("h1", "127.0.0.1", port, 1, clock, timeout_s=0.1, retries=1)
+    try:
+        for _ in range(4):
+            with pytest.raises(LinkDown):
+                await link.read_registers("holding", 0, 8)
+            clock.advance(60)  # past the reconnect backoff
+        assert link.requests == 8
+        assert link.error_rate() == (1.0 if reply else None)
+    finally:
+        await link.close()
+        server.close()
+        await server.wait_closed()
