@@ -54,6 +54,8 @@ FIELDS: Mapping[str, str] = {
     "present": "the slot holds an enrolled device",
     "self_test_age_s": "seconds since the device last ran its self-test (saturates)",
     "bus_error_rate": "share of recent transactions on a serial bus that failed (bad check, garbled, no answer)",
+    "slot_refused": "the host refused to read the device's slot (not enrolled, or no such slot)",
+    "unmonitored": "no reading of the device has reached the gateway for longer than its window",
 }
 
 

@@ -21,6 +21,12 @@ COMM_LOSS = "comm_loss"
 BUS_ERRORS = "bus_errors"
 # Faults of an ancestor that explain a device behind it going quiet.
 ROOT_FAULTS = (COMM_LOSS, BUS_ERRORS)
+# Faults that cut the gateway off from whatever is behind the device, so their ticket lists
+# the devices behind it (`affected`): the root faults, a host that refuses every read, and
+# the gateway's own watch finding nothing arrives.
+SLOT_REFUSED = "slot_refused"
+UNMONITORED = "unmonitored"
+CUTTING_FAULTS = (*ROOT_FAULTS, SLOT_REFUSED, UNMONITORED)
 # A bus that failed any of its recent transactions may well be why a unit on it is silent:
 # the unit waits for the bus's own verdict before it is blamed, but for no more than this
 # many observations past its own debounce; then it is raised on its own. A dead unit on a
@@ -70,14 +76,25 @@ class Diagnoser:
     ) -> None:
         self.topology = Topology(devices)
         self._supervision = supervision
-        by_kind: dict[DeviceKind, tuple[CompiledRule, ...]] = {}
+        self._table = table
+        self._by_kind: dict[DeviceKind, tuple[CompiledRule, ...]] = {}
         self._rules: dict[str, tuple[CompiledRule, ...]] = {}
-        for d in self.topology.devices.values():
-            if d.kind not in by_kind:
-                by_kind[d.kind] = compile_rules(table, d.kind, supervision)
-            self._rules[d.id] = by_kind[d.kind]
+        self._compile(self.topology.devices.values())
         self._state: dict[tuple[str, str], _State] = {}
         self.last_values: dict[str, dict[str, float | int | bool]] = {}
+
+    def _compile(self, devices: Iterable[Device]) -> None:
+        for d in devices:
+            if d.kind not in self._by_kind:
+                self._by_kind[d.kind] = compile_rules(self._table, d.kind, self._supervision)
+            self._rules[d.id] = self._by_kind[d.kind]
+
+    def add(self, devices: Iterable[Device]) -> None:
+        """Devices that joined the site while running (e.g. paired on a Zigbee bridge)."""
+        new = [d for d in devices if d.id not in self.topology.devices]
+        if new:
+            self.topology = Topology([*self.topology.devices.values(), *new])
+            self._compile(new)
 
     def restore(self, active: Iterable[tuple[str, str]]) -> None:
         """Mark (device, fault) pairs as already raised, e.g. open episodes after a restart."""
@@ -155,7 +172,7 @@ class Diagnoser:
                     break
                 if patient and self._suspect(ancestor):
                     return None  # wait: the ancestor is probably the root cause
-        affected = tuple(self.topology.descendants(device_id)) if fault in ROOT_FAULTS else ()
+        affected = tuple(self.topology.descendants(device_id)) if fault in CUTTING_FAULTS else ()
         return FaultRaised(
             device_id, fault, since, reading.at, root and root[0], root and root[1], affected, dict(values)
         )
@@ -175,4 +192,13 @@ class Diagnoser:
         return window is not None and age is not None and age > window / 2
 
 
-__all__ = ["COMM_LOSS", "Diagnoser", "FaultChange", "FaultCleared", "FaultRaised"]
+__all__ = [
+    "COMM_LOSS",
+    "CUTTING_FAULTS",
+    "SLOT_REFUSED",
+    "UNMONITORED",
+    "Diagnoser",
+    "FaultChange",
+    "FaultCleared",
+    "FaultRaised",
+]

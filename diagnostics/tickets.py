@@ -136,12 +136,14 @@ class Ticket:
 
 def impact_of(fault: str, device_kind: str, affected: int) -> str:
     """Degree of impact in the words a dispatcher uses."""
-    if fault == "comm_loss" and device_kind == "host":
+    # Faults that leave the gateway without word of the device (and of those behind it).
+    cut_off = fault in ("comm_loss", "slot_refused", "unmonitored")
+    if cut_off and device_kind == "host":
         return f"critical: site unmonitored, {affected} devices unreachable"
-    if fault == "comm_loss" and affected:
+    if cut_off and affected:
         return f"high: {affected} devices behind it unreachable"
-    if device_kind == "smoke_detector" and fault in ("comm_loss", "fire_trouble", "sensor_fault"):
+    if device_kind == "smoke_detector" and (cut_off or fault in ("fire_trouble", "sensor_fault")):
         return "high: fire detection lost at this point"
-    if fault in ("comm_loss", "rf_jamming", "mains_loss", "tamper", "sensor_fault"):
+    if cut_off or fault in ("rf_jamming", "mains_loss", "tamper", "sensor_fault"):
         return "medium: protection degraded"
     return "low: advisory, protection still in place"

@@ -55,10 +55,11 @@ class It100Link(asyncio.Protocol):
         self._deframer = Deframer(decode, MAX_FRAME)
         self._pending: tuple[str, asyncio.Future[str]] | None = None
         self.on_message: Callable[[Message], None] = lambda m: None
-        self.errors = ErrorWindow()
+        self.errors = ErrorWindow(max_unproven=retries + 1)  # one poll's worth of tries
         self.opens = 0
         self.requests = 0
         self.failures = 0
+        self.refusals = 0  # requests the panel answered with a system error
 
     @property
     def bad_frames(self) -> int:
@@ -144,6 +145,7 @@ class It100Link(asyncio.Protocol):
                     if answer == ACK:
                         return
                     if answer.startswith(SYSTEM_ERROR):
+                        self.refusals += 1
                         raise DeviceRefused(f"{self.name}: {command} refused with system error {answer[4:]}")
                 except TimeoutError:
                     self.errors.unanswered()
@@ -181,6 +183,7 @@ class It100Poller:
         self._seen_opens = 0
         self._seen_bad = 0
         self.unknown_zones = 0
+        self.refusing = False  # the panel refused the last poll
         self.latched: dict[str, dict[str, bool]] = {}
         self.quiet = False
         self._reset()
@@ -234,6 +237,14 @@ class It100Poller:
         except LinkDown as exc:
             log.debug("%s", exc)
             return [Reading(self.host.id, self._clock.now(), {"link_lost": True})]
+        except DeviceRefused as exc:
+            # The panel answers, but refuses to be polled: nothing is known of its zones.
+            # No reading, so the gateway's watch raises `unmonitored` once the window is out.
+            if not self.refusing:
+                log.warning("%s: %s; its zones cannot be read", self.host.id, exc)
+            self.refusing = True
+            return []
+        self.refusing = False
         self.quiet = False
         now = self._clock.now()
         return [Reading(dev, now, dict(state)) for dev, state in self.latched.items()]

@@ -63,7 +63,7 @@ class ModbusLink:
         # Inter-frame silence the master keeps on a serial line (RTU §2.5.1.1).
         self.silence_s = silence_s(serial_baud) if serial_baud else 0.0
         self._quiet_at = 0.0
-        self.errors = ErrorWindow()
+        self.errors = ErrorWindow(max_unproven=retries + 1)  # one poll's worth of tries
         self.timeout_s = timeout_s
         self.retries = retries
         self._clock = clock
@@ -73,6 +73,7 @@ class ModbusLink:
         self._heard = False  # bytes came back during the try in flight
         self.requests = 0
         self.failures = 0
+        self.refusals = 0  # requests the peer answered with a Modbus exception
         self.reconnects = 0
 
     @property
@@ -154,11 +155,13 @@ class ModbusLink:
                 self._quiet_at = loop.time() + self.silence_s
                 self.errors.answered(unit)
                 if rr.isError():
+                    self.refusals += 1
                     code = getattr(rr, "exception_code", "?")
                     raise DeviceRefused(
                         f"{self.name}: unit {unit}: exception {code} reading {count} registers at {address}"
                     )
                 if len(rr.registers) < count:
+                    self.refusals += 1
                     raise DeviceRefused(
                         f"{self.name}: unit {unit}: {len(rr.registers)} registers returned, {count} asked"
                     )
@@ -254,7 +257,15 @@ class SlotDevice:
 
 
 class HostPoller:
-    """Polls groups of a host's device slots with merged block reads."""
+    """Polls groups of a host's device slots with merged block reads.
+
+    When the host refuses a merged block (a Modbus exception, e.g. illegal data address
+    because the site file names a slot the panel does not have), the block is read again
+    slot by slot, and stays split from then on: the slots the host serves keep their
+    readings, and each slot it refuses is a `slot_refused` reading of its own device, so the
+    device ends in a fault instead of going unmonitored. A host that refuses every slot,
+    its own first, is one `slot_refused` reading of the host.
+    """
 
     def __init__(
         self,
@@ -277,7 +288,9 @@ class HostPoller:
             if kind not in layouts:
                 layouts[kind] = compile_layout(profile.layout_for(device.kind), profile.slot_registers)
             self.slots[device.id] = SlotDevice(device, profile.slot_address(slot), layouts[kind])
-        self.refused = 0
+        self.refused = 0  # block and slot reads the host refused
+        self._split: dict[BlockRead, tuple[BlockRead, ...]] = {}  # refused blocks, as single slots
+        self._refusing: set[str] = set()  # devices whose slot the host refused last time
 
     async def command(self, device_id: str, name: str) -> None:
         """Send a device command the profile defines (e.g. self_test); DeviceRefused if none."""
@@ -296,11 +309,17 @@ class HostPoller:
             p.max_gap_registers,
         )
 
+    def _single(self, block: BlockRead) -> tuple[BlockRead, ...]:
+        size = self.profile.slot_registers
+        return tuple(BlockRead(block.address + off, size, ((key, 0),)) for key, off in block.members)
+
     async def poll(self, plan: Sequence[BlockRead]) -> list[Reading]:
         """Run a plan; never raises a driver error. A dead host gives one link_lost reading."""
         readings: list[Reading] = []
         host_id = self.host.id
-        for block in plan:
+        queue = [b for block in plan for b in self._split.get(block, (block,))]
+        while queue:
+            block = queue.pop(0)
             try:
                 words = await self.link.read_registers(self.profile.function, block.address, block.count, self.unit)
             except LinkDown as exc:
@@ -308,12 +327,27 @@ class HostPoller:
                 return [Reading(host_id, self._clock.now(), {"link_lost": True})]
             except DriverError as exc:
                 self.refused += 1
-                log.warning("host %s: %s (devices %s)", host_id, exc, ", ".join(k for k, _ in block.members))
+                if len(block.members) > 1:
+                    log.warning("host %s: %s; reading its slots one by one", host_id, exc)
+                    parts = self._split[block] = self._single(block)
+                    queue[:0] = parts
+                    continue
+                (device_id, _), at = block.members[0], self._clock.now()
+                if device_id not in self._refusing:
+                    log.warning("host %s: %s (device %s)", host_id, exc, device_id)
+                    self._refusing.add(device_id)
+                readings.append(Reading(device_id, at, {"slot_refused": True}))
                 continue
             at = self._clock.now()
             for device_id, offset in block.members:
                 values = decode_slot(self.slots[device_id].layout, words, offset)
                 if device_id == host_id:
                     values["link_lost"] = False
+                values["slot_refused"] = False
+                self._refusing.discard(device_id)
                 readings.append(Reading(device_id, at, values))
+        if readings and all(r.values.get("slot_refused") for r in readings) and readings[0].device_id == host_id:
+            # It refuses the host's own slot and every other: not an enrolment slip but a
+            # profile that does not fit the panel. One fault of the host, not one per device.
+            return readings[:1]
         return readings

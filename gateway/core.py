@@ -20,9 +20,10 @@ from datetime import timedelta
 from typing import Any
 
 from alarmgw.clock import Clock, iso
-from alarmgw.diagnostics.engine import Diagnoser, FaultChange
+from alarmgw.diagnostics.engine import COMM_LOSS, CUTTING_FAULTS, UNMONITORED, Diagnoser, FaultChange
 from alarmgw.diagnostics.escalation import due_escalations
 from alarmgw.diagnostics.tickets import Ticket, TicketError, TicketState
+from alarmgw.diagnostics.watch import Watch
 from alarmgw.drivers.errors import DriverError
 from alarmgw.model import Device, Reading
 
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 # once per debounce, so this many means the store has been gone for a long time; past it the
 # oldest are given up, loudly.
 MAX_UNRECORDED = 10_000
+# A polled device with no reading for this many of its poll intervals is unmonitored (or
+# sooner, at its supervision window).
+WATCH_POLLS = 3
 
 
 class SiteCore:
@@ -71,6 +75,11 @@ class SiteCore:
         self.polling = polling
         self.links: list[Link] = polling.links
         self.jobs: list[PollJob] = polling.jobs
+        # The watch looks every poll interval: a much longer gap is the gateway's own absence.
+        self.watch = Watch(clock.monotonic(), stall_s=3 * cfg.poll.interval_s)
+        for d in self.devices.values():
+            self.watch.add(d.id, self._window(d), clock.monotonic())
+        self.watch.flag(dev for dev, fault in self.diagnoser.active() if fault == UNMONITORED)
         retention = timedelta(days=cfg.history.retention_days)
         # The operator's retention for the audit log (remote.audit_retention_days), never
         # under the floor the store itself enforces.
@@ -85,6 +94,7 @@ class SiteCore:
                 self.store.audit.prune(now - audit_retention)
 
         self.jobs.append(PollJob("history-prune@1h", 3600.0, prune))
+        self.jobs.append(PollJob(f"watch@{cfg.poll.interval_s:g}s", cfg.poll.interval_s, self.watch_now))
         self.jobs.append(
             PollJob(f"escalation@{cfg.escalation.interval_s:g}s", cfg.escalation.interval_s, self.escalate)
         )
@@ -97,6 +107,14 @@ class SiteCore:
         latest, sampled = self.latest, self._sampled
         every = self.site.config.history.interval_s
         now = self.clock.monotonic()
+        heard = self.watch.heard
+        back = [
+            Reading(r.device_id, r.at, {UNMONITORED: False})
+            for r in readings
+            if r.values and UNMONITORED not in r.values and heard(r.device_id, now)
+        ]
+        if back:
+            readings = [*back, *readings]
         samples = []
         changes: list[FaultChange] = []
         for r in readings:
@@ -154,6 +172,54 @@ class SiteCore:
         )
         log.info("ticket %s %s: %s %s", stored.id, ticket_change.action, stored.device_id, stored.fault)
         return TicketEvent(ticket_change.action, stored, self.clock.now())
+
+    # --- never silently unmonitored ------------------------------------------------------
+
+    def _window(self, d: Device) -> float | None:
+        """How long the device may go without any reading: its supervision window, or a few
+        of its poll intervals if sooner; None for a device nothing is expected from."""
+        windows = [self.site.config.supervision().get(d.kind.value)]
+        job = self.polling.job_of.get(d.id)
+        if job is not None:
+            windows.append(WATCH_POLLS * job.interval_s)
+        known = [w for w in windows if w is not None]
+        return min(known) if known else None
+
+    def _explained(self, device_id: str, overdue: set[str]) -> bool:
+        """Not hearing the device is already accounted for: it is lost itself, or something
+        above it is cut off (in a fault, or overdue in the same look)."""
+        active = self.diagnoser.is_active
+        if active(device_id, COMM_LOSS):
+            return True
+        return any(
+            a in overdue or any(active(a, f) for f in CUTTING_FAULTS)
+            for a in self.diagnoser.topology.ancestors(device_id)
+        )
+
+    async def watch_now(self) -> None:
+        """Raise `unmonitored` on every device no reading has reached within its window."""
+        overdue = set(self.watch.overdue(self.clock.monotonic()))
+        raise_on = sorted(d for d in overdue if not self._explained(d, overdue))
+        if raise_on:
+            self.watch.flag(raise_on)
+            log.warning("no reading of %s within its window: unmonitored", ", ".join(raise_on))
+            at = self.clock.now()
+            self.ingest([Reading(d, at, {UNMONITORED: True}) for d in raise_on])
+
+    def adopt(self, devices: Sequence[Device]) -> None:
+        """Devices that joined while running (paired on a bridge): diagnosed and watched
+        from now on, like those of the site file."""
+        new = [d for d in devices if d.id not in self.devices]
+        if not new:
+            return
+        for d in new:
+            self.devices[d.id] = d
+            self._kinds[d.id] = d.kind
+        self.diagnoser.add(new)
+        now = self.clock.monotonic()
+        for d in new:
+            self.watch.add(d.id, self._window(d), now)
+        log.info("now monitoring %s", ", ".join(d.id for d in new))
 
     # --- service clocks -------------------------------------------------------------------
 
@@ -231,6 +297,7 @@ class SiteCore:
             "polls_skipped": sum(j.skipped for j in self.jobs),
             "requests": sum(link.requests for link in self.links),
             "link_failures": sum(link.failures for link in self.links),
+            "link_refusals": sum(link.refusals for link in self.links),
             "active_faults": len(self.diagnoser.active()),
             "mqtt_messages": feed.messages if feed else 0,
             "mqtt_malformed": feed.malformed if feed else 0,

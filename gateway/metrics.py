@@ -150,6 +150,12 @@ class _Snapshot(Collector):
             [
                 (CounterMetricFamily, "alarmgw_link_requests", "Requests sent on each link", lambda k: k.requests),
                 (CounterMetricFamily, "alarmgw_link_failures", "Requests with no good answer", lambda k: k.failures),
+                (
+                    CounterMetricFamily,
+                    "alarmgw_link_refusals",
+                    "Requests the device answered with a protocol exception",
+                    lambda k: k.refusals,
+                ),
                 (GaugeMetricFamily, "alarmgw_link_connected", "1 while the link is open", lambda k: int(k.connected)),
             ],
         )

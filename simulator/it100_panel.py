@@ -140,7 +140,7 @@ class It100Panel:
             self.commands += 1
             if self._hung():
                 continue
-            if msg.command not in (POLL, STATUS_REQUEST):
+            if msg.command not in (POLL, STATUS_REQUEST) or self.site.refusing(self.host.id, self._t()):
                 self.line.send(Message(SYSTEM_ERROR, UNSUPPORTED_COMMAND).encode())
                 continue
             self.line.send(Message(ACK, msg.command).encode())

@@ -136,6 +136,8 @@ class ModbusHostServer:
             return None if ok else ExcCodes.ILLEGAL_ADDRESS
         if _READ_FUNCTIONS.get(function_code) != self.endpoint.profile.function or values is not None:
             return ExcCodes.ILLEGAL_FUNCTION
+        if self.site.refusing(self.endpoint.host.id, t):
+            return ExcCodes.ILLEGAL_ADDRESS
         back = self.registers.offline_until(t)
         if back is not None:
             # A hung host: the request is never answered while the fault lasts.

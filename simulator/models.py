@@ -115,6 +115,9 @@ class SimSite:
     def offline(self, device_id: str, t: float) -> bool:
         return self.active(device_id, "offline", t)
 
+    def refusing(self, device_id: str, t: float) -> bool:
+        return self.active(device_id, "refuse", t)
+
     def _silences(self, device_id: str) -> list[tuple[float, float]]:
         out = []
         for d in (device_id, *self._ancestors[device_id]):

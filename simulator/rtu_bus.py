@@ -85,7 +85,7 @@ class RtuSlaveBus:
         if frame.function != _FUNCTION[host.profile.function]:
             self.line.send(ExceptionResponse(frame.unit, frame.function, 1).encode(), self.silence)
             return
-        words = host.read(frame.address, frame.count, t)
+        words = None if host.site.refusing(host.host.id, t) else host.read(frame.address, frame.count, t)
         reply = (
             ExceptionResponse(frame.unit, frame.function, 2)
             if words is None

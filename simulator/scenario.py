@@ -27,6 +27,7 @@ FaultName = Literal[
     "tamper",  # cover or enclosure opened
     "silent",  # stops transmitting; for a repeater, everything behind it goes quiet too
     "offline",  # a host stops answering its Modbus link altogether
+    "refuse",  # a host answers every read with an exception (a register map that does not fit)
     "mains_loss",
     "jamming",
     "sensor_fault",

@@ -45,3 +45,13 @@ def test_a_garbled_reply_counts_at_once_and_proves_its_peer_alive() -> None:
     assert w.rate() == 1.0
     w.answered(1)
     assert w.rate() == 2 / 3
+
+
+def test_a_unit_back_from_a_long_outage_counts_one_poll_of_tries_against_the_bus() -> None:
+    w = ErrorWindow(size=50, minimum=1, max_unproven=2)
+    for _ in range(20):
+        w.answered(2)
+    for _ in range(12):
+        w.unanswered(1)  # unit 1 is off for six polls of two tries
+    w.answered(1)  # and back
+    assert w.rate() == 2 / 23  # its own outage, not six polls of a noisy line

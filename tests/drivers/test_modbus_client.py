@@ -55,11 +55,36 @@ async def test_protocol_exception_is_refused_not_a_lost_link(served: tuple[Simul
     link = tcp_link("h1", "127.0.0.1", port, 1, clock, timeout_s=0.5)
     with pytest.raises(DeviceRefused, match="exception"):
         await link.read_registers("holding", 1000, 8)  # past the end of the host's map
+    assert link.refusals == 1 and link.failures == 0
     poller = HostPoller(HOST, link, PROFILE, SLOTS, clock)
     bad_then_good = [BlockRead(1000, 8, (("s1", 0),)), BlockRead(24, 8, (("p1", 0),))]
     readings = await poller.poll(bad_then_good)
-    assert [r.device_id for r in readings] == ["p1"]  # one bad block costs itself only
+    # One bad block costs itself only, and the device it was for is told so.
+    assert [(r.device_id, r.values.get("slot_refused")) for r in readings] == [("s1", True), ("p1", False)]
     assert poller.refused == 1
+    await link.close()
+
+
+async def test_a_refused_merged_read_is_split_and_only_the_missing_slot_is_refused(
+    served: tuple[Simulator, int, ManualClock],
+) -> None:
+    """The site file names slot 4, which the host does not have: the merged read of slots
+    0-4 is refused as a whole. Every device in it must still be read, and the one in the
+    missing slot must say so, instead of five devices going unmonitored without a word."""
+    _, port, clock = served
+    ghost = Device("g1", DeviceKind.SMOKE_DETECTOR, "h1", "h1")
+    link = tcp_link("h1", "127.0.0.1", port, 1, clock, timeout_s=0.5)
+    poller = HostPoller(HOST, link, PROFILE, [*SLOTS, (ghost, 4)], clock)
+    plan = poller.plan(["h1", "s1", "p1", "g1"])
+    assert [(b.address, b.count) for b in plan] == [(0, 40)]
+    for _ in range(2):
+        readings = {r.device_id: r.values for r in await poller.poll(plan)}
+        assert readings["g1"] == {"slot_refused": True}
+        assert readings["h1"]["link_lost"] is False and readings["h1"]["slot_refused"] is False
+        assert "battery_v" in readings["s1"] and "tamper" in readings["p1"]
+    # The split is remembered: the second poll sent no merged read that would be refused.
+    # The merged read once, then g1's own slot in each poll.
+    assert (link.requests, link.refusals) == (1 + 4 + 4, 1 + 1 + 1)
     await link.close()
 
 

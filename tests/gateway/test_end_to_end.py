@@ -157,7 +157,13 @@ async def test_devices_with_their_own_interval_get_their_own_poll_job(tmp_path: 
     site_file.write_text(text)
     async with Gateway(load_site(site_file), clock=ManualClock()) as gw:
         jobs = {j.name: j.interval_s for j in gw.core.jobs}
-        assert jobs == {"host-1@5s": 5.0, "host-1@30s": 30.0, "history-prune@1h": 3600.0, "escalation@60s": 60.0}
+        assert jobs == {
+            "host-1@5s": 5.0,
+            "host-1@30s": 30.0,
+            "history-prune@1h": 3600.0,
+            "escalation@60s": 60.0,
+            "watch@5s": 5.0,
+        }
 
 
 async def test_a_locked_store_delays_a_fault_but_reports_it_once_with_its_detection_time(tmp_path: Path) -> None:

@@ -291,6 +291,7 @@ FAULT_PROBES: dict[str, tuple[str, Callable[[SiteOnClock, str], bool]]] = {
     "tamper": ("pir-1", _flag("tamper")),
     "silent": ("smoke-3", _silent),
     "offline": ("host-1", lambda s, d: s.site.offline(d, s.t)),
+    "refuse": ("host-1", lambda s, d: s.site.refusing(d, s.t)),
     "mains_loss": ("host-1", _flag("mains_fail")),
     "jamming": ("host-1", _jamming),
     "sensor_fault": ("smoke-3", _flag("sensor_fault")),
