@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from alarmgw.diagnostics.diagnosis import Causes, diagnose, load_causes
+from alarmgw.diagnostics.diagnosis import MAX_SAMPLES, Causes, diagnose, load_causes
 from alarmgw.diagnostics.engine import FaultChange, FaultCleared, FaultRaised
 from alarmgw.diagnostics.rules import FaultTable
 from alarmgw.diagnostics.sla import PROMISE, ServicePolicy, in_warranty
@@ -83,9 +83,16 @@ class TicketDesk:
         rule = self.table.faults[fault.fault]
         codes = rule.codes_for(device.kind)
         commissioned = device.commissioned_on or self.site.commissioned_on
-        history = [*self.history.of(device.id), (fault.raised_at, fault.evidence)]
+        # Enough history for a trend: MAX_SAMPLES is weeks at the default sampling interval.
+        history = [*self.history.of(device.id, limit=MAX_SAMPLES), (fault.raised_at, fault.evidence)]
         parent = self.tickets.live(device.parent, "comm_loss") if device.parent else None
-        found = diagnose(self.causes, fault.fault, history, parent_lost=parent is not None and parent.fault_active)
+        found = diagnose(
+            self.causes,
+            fault.fault,
+            history,
+            parent_lost=parent is not None and parent.fault_active,
+            device_kind=device.kind.value,
+        )
         return Ticket(
             id=None,
             site_id=self.site.id,
