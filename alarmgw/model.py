@@ -80,6 +80,10 @@ class Reading:
     at: datetime
     values: Mapping[str, float | int | bool] = field(default_factory=dict)
 
+    def merged_over(self, earlier: Reading) -> Reading:
+        """This reading, with what `earlier` said of the fields this one does not carry."""
+        return Reading(self.device_id, self.at, {**earlier.values, **self.values})
+
 
 @dataclass(frozen=True, slots=True)
 class Event:

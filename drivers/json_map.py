@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-from alarmgw.model import FIELDS
+from alarmgw.model import FIELDS, DeviceKind
 from alarmgw.yamlfile import load_yaml_model
 
 # Largest payload looked at. A device state is well under 2 KiB; anything far bigger is
@@ -52,6 +52,7 @@ class FieldMap(BaseModel):
     scale: float = Field(default=1.0, allow_inf_nan=False)
     true: tuple[StrictStr | StrictInt, ...] = ()
     false: tuple[StrictStr | StrictInt, ...] = ()
+    invert: bool = False  # a flag that reads the other way (a contact that is true when shut)
 
     @model_validator(mode="before")
     @classmethod
@@ -87,6 +88,8 @@ class FieldMap(BaseModel):
                 raise ValueError("true/false values belong to a flag, not a number")
         elif self.range is not None or self.scale != 1.0:
             raise ValueError("range and scale belong to a number, not a flag")
+        if self.invert and self.type != "flag":
+            raise ValueError("invert belongs to a flag, not a number")
         return self
 
 
@@ -97,6 +100,27 @@ class JsonProfile(BaseModel):
     description: str = ""
     # JSON path (dot-separated keys) -> field. Keys absent from a message are simply absent.
     paths: dict[str, FieldMap] = Field(min_length=1)
+    # Keys known and deliberately not read (a device's temperature, a test button): a device
+    # that exposes them has nothing unknown about it.
+    ignore: tuple[str, ...] = ()
+    # For devices learnt from what they expose: the first key (in this order) a device
+    # exposes says its kind; a device that exposes none of them is not adopted.
+    kinds: dict[str, DeviceKind] = {}
+
+    @model_validator(mode="after")
+    def _kinds_are_read(self) -> JsonProfile:
+        for key in self.kinds:
+            if key not in self.paths:
+                raise ValueError(f"kinds: {key!r} is not one of the paths, so nothing of it would be read")
+        both = sorted(set(self.ignore) & set(self.paths))
+        if both:
+            raise ValueError(f"ignore: {', '.join(both)} also under paths")
+        return self
+
+    @property
+    def known(self) -> frozenset[str]:
+        """Every top-level key this profile reads or deliberately ignores."""
+        return frozenset([*(p.split(".")[0] for p in self.paths), *self.ignore])
 
 
 def load_json_profile(path: Path | str) -> JsonProfile:
@@ -153,8 +177,17 @@ def _depth(payload: bytes) -> int:
 def parse_object(payload: bytes) -> dict[str, Any]:
     """A JSON object from a payload, or PayloadError: size, nesting and number literals
     are checked, so the cost is bounded whatever was sent."""
-    if len(payload) > MAX_PAYLOAD:
-        raise PayloadError(f"payload of {len(payload)} bytes is over the {MAX_PAYLOAD}-byte limit")
+    doc = parse_json(payload)
+    if not isinstance(doc, dict):
+        raise PayloadError(f"expected a JSON object, got {brief(doc)}")
+    return doc
+
+
+def parse_json(payload: bytes, max_bytes: int = MAX_PAYLOAD) -> Any:
+    """Any JSON value from a payload of at most `max_bytes`, or PayloadError; the same
+    checks as `parse_object`."""
+    if len(payload) > max_bytes:
+        raise PayloadError(f"payload of {len(payload)} bytes is over the {max_bytes}-byte limit")
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -170,8 +203,6 @@ def parse_object(payload: bytes) -> dict[str, Any]:
     # of them is scanned for its real depth.
     if payload.count(b"[") + payload.count(b"{") > MAX_DEPTH and _depth(payload) > MAX_DEPTH:
         raise PayloadError(too_deep)
-    if not isinstance(doc, dict):
-        raise PayloadError(f"expected a JSON object, got {brief(doc)}")
     return doc
 
 
@@ -192,11 +223,11 @@ def _listed(value: object, values: tuple[str | int, ...]) -> bool:
 def _map_one(path: str, fm: FieldMap, v: object) -> float | int | bool:
     if fm.type == "flag":
         if isinstance(v, bool):
-            return v
+            return v != fm.invert
         if _listed(v, fm.true):
-            return True
+            return not fm.invert
         if _listed(v, fm.false):
-            return False
+            return fm.invert
         if fm.true or fm.false:
             raise PayloadError(f"{path}: {brief(v)} is neither of {list(fm.true)} nor {list(fm.false)}")
         raise PayloadError(f"{path}: expected true or false, got {brief(v)}")

@@ -64,14 +64,17 @@ class BrokerSpec:
             )
         return ctx
 
-    def client(self, *, will: aiomqtt.Will | None = None, max_queued: int | None = None) -> aiomqtt.Client:
-        """A client that tells an MQTT 5 broker the largest packet it takes, so an oversized
-        message is dropped at the broker instead of reaching this process whole, and keeps at
-        most `max_queued` (default `MAX_QUEUED_INCOMING`) messages waiting to be handled."""
+    def client(
+        self, *, will: aiomqtt.Will | None = None, max_queued: int | None = None, max_packet: int | None = None
+    ) -> aiomqtt.Client:
+        """A client that tells an MQTT 5 broker the largest packet it takes (default
+        `MAX_INCOMING_PACKET`), so an oversized message is dropped at the broker instead of
+        reaching this process whole, and keeps at most `max_queued` (default
+        `MAX_QUEUED_INCOMING`) messages waiting to be handled."""
         properties = None
         if self.mqtt_version == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.MaximumPacketSize = MAX_INCOMING_PACKET
+            properties.MaximumPacketSize = max_packet or MAX_INCOMING_PACKET
         return aiomqtt.Client(
             self.host,
             self.port,
@@ -108,7 +111,7 @@ MAX_QUEUED_INCOMING = 2_000
 # reports, an engineer's request whose tool waits for the answer).
 SUBSCRIBE_QOS = 0
 
-Handler = Callable[[str, bytes], None]
+Handler = Callable[[str, bytes, bool], None]  # topic, payload, retained (an old message kept by the broker)
 Session = Callable[[aiomqtt.Client], Awaitable[None]]
 
 
@@ -122,6 +125,7 @@ async def stay_connected(
     backoff: Backoff | None = None,
     on_down: Callable[[], None] | None = None,
     max_queued: int | None = None,
+    max_packet: int | None = None,
 ) -> None:
     """Connect, run `session(client)`, and whenever the connection fails wait a backoff
     (reset at each successful connect) and do it again; until cancelled or the session
@@ -131,7 +135,7 @@ async def stay_connected(
     while True:
         raise_if_cancelling()
         try:
-            async with broker.client(will=will, max_queued=max_queued) as client:
+            async with broker.client(will=will, max_queued=max_queued, max_packet=max_packet) as client:
                 backoff.reset()
                 await session(client)
                 return
@@ -158,6 +162,9 @@ async def subscribe_forever(
     backoff: Backoff | None = None,
     on_connect: Callable[[], Awaitable[None]] | None = None,
     on_down: Callable[[], None] | None = None,
+    name: str = "device feed",
+    max_queued: int | None = None,
+    max_packet: int | None = None,
 ) -> None:
     """Receive messages on `topics` until cancelled, reconnecting with backoff."""
 
@@ -168,6 +175,15 @@ async def subscribe_forever(
         if on_connect is not None:
             await on_connect()
         async for message in client.messages:
-            on_message(message.topic.value, payload_bytes(message))
+            on_message(message.topic.value, payload_bytes(message), bool(message.retain))
 
-    await stay_connected(broker, session, clock, name="device feed", backoff=backoff, on_down=on_down)
+    await stay_connected(
+        broker,
+        session,
+        clock,
+        name=name,
+        backoff=backoff,
+        on_down=on_down,
+        max_queued=max_queued,
+        max_packet=max_packet,
+    )

@@ -10,7 +10,7 @@ from datetime import datetime
 from alarmgw.diagnostics.engine import FaultCleared, FaultRaised
 from alarmgw.diagnostics.escalation import Escalation
 from alarmgw.diagnostics.tickets import Ticket
-from alarmgw.model import Reading
+from alarmgw.model import Device, Reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,4 +36,11 @@ class TelemetryDue:
     at: datetime
 
 
-Change = ReadingsTaken | FaultRaised | FaultCleared | TicketEvent | Escalation | TelemetryDue
+@dataclass(frozen=True, slots=True)
+class DevicesJoined:
+    """Devices the site file does not name joined while running (paired on a bridge)."""
+
+    devices: Sequence[Device]
+
+
+Change = ReadingsTaken | FaultRaised | FaultCleared | TicketEvent | Escalation | TelemetryDue | DevicesJoined

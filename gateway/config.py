@@ -23,6 +23,7 @@ MAX_INTERVAL_S = 86_400.0  # polls, checks and telemetry happen at least once a 
 MAX_TIMEOUT_S = 60.0  # one request on a link (a Modbus read answers in milliseconds)
 MAX_BACKOFF_S = 3_600.0  # a lost link is tried again at least hourly
 MAX_SUPERVISION_S = 7 * 86_400.0  # EN 54-25 wants 300 s for fire, EN 50131 practice 1-2 h
+MAX_BRIDGE_SUPERVISION_S = 86_400.0  # a whole site's Zigbee devices unmonitored for a day at most
 MAX_ESCALATION_CHECK_S = 3_600.0  # escalation marks are minutes apart
 MAX_MARK_S = 30 * 86_400.0  # a warning before a service clock is due (clocks run hours)
 MAX_MARKS = 20
@@ -335,13 +336,20 @@ class Z2mDeviceConfig(_Strict):
 
 
 class Zigbee2MqttConfig(_Strict):
-    """A Zigbee2MQTT bridge: the coordinator is a host, its devices hang off it."""
+    """A Zigbee2MQTT bridge: the coordinator is a host, its devices hang off it. Devices
+    the site file does not name are learnt from the bridge's `bridge/devices`."""
 
     id: Ident
     base_topic: Topic = "zigbee2mqtt"
     location: Text = ""
     profile: Ident = "zigbee2mqtt"  # JSON mapping profile of device state
-    interval_s: Interval | None = None  # how often the latched state is judged again
+    interval_s: Interval | None = None  # how often each link's verdict is given
+    # A device not heard this long is comm_loss: Zigbee2MQTT's own availability timeout
+    # for battery (passive) devices, 1500 min.
+    supervision_s: Annotated[Float, Field(gt=0, le=MAX_SUPERVISION_S)] = 25 * 3600.0
+    # The broker out of reach, or the bridge silent, this long: the bridge is comm_loss
+    # (its devices listed on it). Within EN 54-25's 300 s with a judge and the debounce.
+    bridge_supervision_s: Annotated[Float, Field(gt=0, le=MAX_BRIDGE_SUPERVISION_S)] = 240.0
     devices: list[Z2mDeviceConfig] = []
 
 
@@ -371,7 +379,12 @@ class SiteConfig(_Strict):
             raise ValueError("remote: remote commands come through the uplink's broker; configure uplink")
         if self.zigbee2mqtt and self.device_broker is None:
             raise ValueError("device_broker: required to reach zigbee2mqtt")
+        bases: dict[str, int] = {}
         for zi, z in enumerate(self.zigbee2mqtt):
+            base = z.base_topic.rstrip("/")
+            if base in bases:
+                raise ValueError(f"zigbee2mqtt[{zi}].base_topic: {base!r} already used by zigbee2mqtt[{bases[base]}]")
+            bases[base] = zi
             names = [d.friendly_name for d in z.devices]
             dup = next((n for n in names if names.count(n) > 1), None)
             if dup is not None:

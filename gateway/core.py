@@ -28,7 +28,7 @@ from alarmgw.drivers.errors import DriverError
 from alarmgw.model import Device, Reading
 
 from .bus import Bus
-from .changes import Change, ReadingsTaken, TicketEvent
+from .changes import Change, DevicesJoined, ReadingsTaken, TicketEvent
 from .messages import escalation_messages, fault_messages
 from .polling import Link, build_polling
 from .refusals import Conflict, Invalid, NotFound, Unavailable
@@ -71,7 +71,7 @@ class SiteCore:
         self.record_failures = 0
         self._unrecorded: deque[FaultChange] = deque()
         self._sampled: dict[str, float] = {}
-        polling = build_polling(site, self.devices, clock, self.ingest)
+        polling = build_polling(site, self.devices, clock, self.ingest, adopt=self.adopt)
         self.polling = polling
         self.links: list[Link] = polling.links
         self.jobs: list[PollJob] = polling.jobs
@@ -118,7 +118,10 @@ class SiteCore:
         samples = []
         changes: list[FaultChange] = []
         for r in readings:
-            latest[r.device_id] = r
+            # What each device last said of every field: a reading that says one thing (a
+            # pushed message, a link verdict) keeps what the others said.
+            last = latest.get(r.device_id)
+            latest[r.device_id] = r if last is None or last.values.keys() <= r.values.keys() else r.merged_over(last)
             if r.values and now - sampled.get(r.device_id, -1e18) >= every:
                 sampled[r.device_id] = now
                 samples.append((r.device_id, r.at, r.values))
@@ -220,6 +223,7 @@ class SiteCore:
         for d in new:
             self.watch.add(d.id, self._window(d), now)
         log.info("now monitoring %s", ", ".join(d.id for d in new))
+        self.changes.publish(DevicesJoined(new))
 
     # --- service clocks -------------------------------------------------------------------
 

@@ -35,9 +35,18 @@ class Polling:
     mqtt_feed: MqttDeviceFeed | None = None
 
 
-def build_polling(site: LoadedSite, devices: Mapping[str, Device], clock: Clock, ingest: Ingest) -> Polling:
+def build_polling(
+    site: LoadedSite,
+    devices: Mapping[str, Device],
+    clock: Clock,
+    ingest: Ingest,
+    *,
+    adopt: Callable[[Sequence[Device]], None] | None = None,
+) -> Polling:
     """Links, pollers and jobs for every host, bus and MQTT bridge of the site; each job hands
-    its readings to `ingest`. Jobs are not staggered yet: the caller adds its own first."""
+    its readings to `ingest`. Jobs are not staggered yet: the caller adds its own first.
+    `adopt` takes the Zigbee devices a bridge tells of that the site file does not name
+    (None: they are listed, not monitored)."""
     cfg = site.config
     out = Polling()
 
@@ -110,19 +119,29 @@ def build_polling(site: LoadedSite, devices: Mapping[str, Device], clock: Clock,
         interval = bus.poll_interval_s or cfg.poll.interval_s
         job(f"{bus.id}@{interval:g}s", interval, _bus_health(bus.id, bus_links[bus.id], clock), [])
     if cfg.zigbee2mqtt:
+        supervision = cfg.supervision()
         routers = [
             Zigbee2MqttRouter(
-                z.base_topic, z.id, {d.friendly_name: d.id for d in z.devices}, site.json_profiles[z.profile]
+                z.base_topic,
+                z.id,
+                {d.friendly_name: d.id for d in z.devices},
+                site.json_profiles[z.profile],
+                window_s=z.supervision_s,
+                bridge_window_s=z.bridge_supervision_s,
+                # a kind the site does not supervise (remote controls) is not judged by silence here either
+                unsupervised=[d.id for d in z.devices if supervision.get(d.kind.value, 0.0) is None],
+                adopt=adopt is not None,
+                taken=devices.keys(),
             )
             for z in cfg.zigbee2mqtt
         ]
-        feed = out.mqtt_feed = MqttDeviceFeed(routers, clock, ingest)
+        feed = out.mqtt_feed = MqttDeviceFeed(routers, clock, ingest, adopt=adopt)
 
-        async def judge_latch() -> list[Reading]:
-            return feed.readings()
+        async def judge_links() -> list[Reading]:
+            return feed.judge()
 
         interval = min(z.interval_s or cfg.poll.interval_s for z in cfg.zigbee2mqtt)
-        job(f"mqtt-devices@{interval:g}s", interval, judge_latch, [])
+        job(f"mqtt-devices@{interval:g}s", interval, judge_links, [])
     return out
 
 

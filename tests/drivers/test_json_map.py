@@ -19,6 +19,7 @@ from alarmgw.drivers.json_map import (
     PayloadError,
     load_json_profile,
     map_payload,
+    parse_json,
     parse_object,
 )
 from alarmgw.yamlfile import ConfigError
@@ -81,6 +82,47 @@ def test_yaml_true_and_false_keys_are_the_value_lists(other: JsonProfile) -> Non
     assert (contact.true, contact.false) == (("OPEN", 1), ("CLOSED", 0))
 
 
+def test_an_inverted_flag_reads_listed_values_the_other_way_too(tmp_path: Path) -> None:
+    path = tmp_path / "door.yaml"
+    path.write_text(
+        "name: door\npaths:\n  door: {field: tamper, type: flag, invert: true, true: [shut], false: [open]}\n"
+    )
+    door = load_json_profile(path)
+    assert [map_payload(door, p) for p in (b'{"door":"open"}', b'{"door":"shut"}', b'{"door":true}')] == [
+        {"tamper": True},
+        {"tamper": False},
+        {"tamper": False},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("  battery: {field: battery_pct, type: number, range: [0, 1], invert: true}\n", "invert belongs to a flag"),
+        ("ignore: [battery]\n", "ignore: battery also under paths"),
+        ("kinds: {smoke: smoke_detector}\n", "kinds: 'smoke' is not one of the paths"),
+        ("kinds: {battery: toaster}\n", "kinds.battery: Input should be"),
+    ],
+)
+def test_profile_ignore_and_kinds_are_checked(tmp_path: Path, extra: str, message: str) -> None:
+    path = tmp_path / "p.yaml"
+    if extra.startswith("  "):
+        path.write_text("name: p\npaths:\n" + extra)
+    else:
+        path.write_text("name: p\npaths:\n  battery: {field: battery_pct, type: number, range: [0, 100]}\n" + extra)
+    with pytest.raises(ConfigError) as err:
+        load_json_profile(path)
+    assert message in str(err.value)
+
+
+def test_parse_json_takes_any_value_within_its_own_bound() -> None:
+    assert parse_json(b"[1, {}]", 10) == [1, {}]
+    with pytest.raises(PayloadError, match="payload of 11 bytes is over the 10-byte limit"):
+        parse_json(b"[1, {}, []]", 10)
+    with pytest.raises(PayloadError, match="nested deeper than"):
+        parse_json(b"[" * 40 + b"]" * 40, 1000)
+
+
 def test_every_number_of_the_shipped_profile_has_a_range() -> None:
     for path, fm in ZIGBEE.paths.items():
         assert (fm.type == "number") == (fm.range is not None), path
@@ -98,6 +140,19 @@ GOOD = [
     (b'{"battery":7,"illuminance":99999,"color":{"x":0.3}}', {"battery_pct": 7}),  # unmapped keys ignored
     (b'\n {"smoke": true} \n', {"alarm": True}),
     (nested(MAX_DEPTH - 1, b'{"battery":1}'), {}),  # as deep as allowed, mapped keys absent
+    # A Tuya smoke detector (TS0601): a coarse battery level instead of a percentage.
+    (b'{"battery_state":"low","smoke":false,"tamper":false}', {"battery_low": True, "alarm": False, "tamper": False}),
+    (b'{"battery_state":"middle"}', {"battery_low": False}),
+    (b'{"battery_state":"high"}', {"battery_low": False}),
+    # Someone holds the test button of a Heiman HS1SA: not a failed self-test.
+    (b'{"smoke":true,"test":true,"battery_low":false}', {"alarm": True, "battery_low": False}),
+    # A Moes smoke detector's self-test result is.
+    (b'{"self_test":"check_failure"}', {"sensor_fault": True}),
+    (b'{"self_test":"check_success"}', {"sensor_fault": False}),
+    # A Sonoff SNZB-04: Zigbee2MQTT's contact is true when shut.
+    (b'{"contact":false,"battery_low":false,"voltage":3000}', {"alarm": True, "battery_low": False, "battery_v": 3.0}),
+    (b'{"contact":true}', {"alarm": False}),
+    (b'{"water_leak":true}', {"alarm": True}),
 ]
 
 

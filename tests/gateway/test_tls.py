@@ -133,7 +133,7 @@ async def test_the_device_feed_with_tls_never_subscribes_in_plaintext(tmp_path: 
 
     with failures_of("device feed") as failures:
         feed = asyncio.create_task(
-            subscribe_forever(broker, ["zigbee2mqtt/#"], lambda t, p: None, clock, on_connect=on_connect)
+            subscribe_forever(broker, ["zigbee2mqtt/#"], lambda t, p, r: None, clock, on_connect=on_connect)
         )
         try:
             for i in range(1, 4):
