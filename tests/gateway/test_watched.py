@@ -1,7 +1,8 @@
 """Never silently unmonitored: whatever stops a device's readings (its host refuses the read,
-answers nothing, or names a slot the site file got wrong), every configured device is, at
-every moment, either heard within its window or in a fault. Checked over every polled
-driver (Modbus TCP, Modbus RTU on RS-485, the IT-100 on RS-232) against the simulator."""
+answers nothing, names a slot the site file got wrong, a bridge goes offline, a Zigbee
+device falls silent), every configured device is, at every moment, either heard within its
+window or in a fault. Checked over every driver (Modbus TCP, Modbus RTU on RS-485, the
+IT-100 on RS-232, Zigbee2MQTT through a real mosquitto) against the simulator."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from alarmgw.diagnostics.engine import COMM_LOSS, CUTTING_FAULTS
 from alarmgw.gateway.app import Gateway
 from alarmgw.gateway.runtime import free_port
 from alarmgw.gateway.site_file import load_site
-from alarmgw.gateway.wiring import simulator_buses, simulator_endpoints
+from alarmgw.gateway.wiring import simulator_buses, simulator_endpoints, simulator_zigbee
 from alarmgw.simulator.runner import Simulator
 from alarmgw.simulator.scenario import Scenario
 from alarmgw.tasks import cancel_and_wait
+from tests.broker import Mosquitto
 from tests.conftest import POLL_S, poll_cycles, wait_all
 
 pytestmark = pytest.mark.integration  # real peers: sockets, pseudo-terminals
@@ -29,6 +31,13 @@ site: {{id: watched-site, area: suburb}}
 store: {{path: tickets.db}}
 poll: {{interval_s: {poll}, timeout_s: 0.3, retries: 0, backoff_initial_s: 1, backoff_max_s: 4}}
 supervision_s: {{smoke_detector: 60, pir_detector: 60}}
+device_broker: {{host: 127.0.0.1, port: {broker}}}
+zigbee2mqtt:
+  - id: zb-bridge
+    base_topic: watched-{broker}
+    devices:
+      - {{id: zb-smoke, friendly_name: kitchen smoke, kind: smoke_detector}}
+      - {{id: zb-pir, friendly_name: hall pir, kind: pir_detector}}
 buses:
   - {{id: rs485-1, port: ttyRS485, protocol: modbus_rtu, baud: 38400, timeout_s: 0.3, retries: 0}}
   - {{id: rs232-1, port: ttyIT100, protocol: it100, baud: 9600, timeout_s: 0.5, retries: 0}}
@@ -55,20 +64,25 @@ GHOST = "      - {id: t-ghost, kind: smoke_detector, slot: 4}\n"
 
 
 class Site:
-    def __init__(self, folder: Path, *, ghost: bool) -> None:
+    def __init__(self, folder: Path, broker: Mosquitto, *, ghost: bool) -> None:
         port = free_port()
         path = folder / "site.yaml"
-        path.write_text(SITE.format(poll=POLL_S, port=port, ghost=GHOST if ghost else ""))
+        text = SITE.format(poll=POLL_S, port=port, broker=broker.port, ghost=GHOST if ghost else "")
+        path.write_text(text)
         self.site = load_site(path)
         # The simulated equipment is what is really installed: never the ghost.
         (folder / "installed").mkdir()
         real = folder / "installed" / "site.yaml"
-        real.write_text(SITE.format(poll=POLL_S, port=port, ghost=""))
+        real.write_text(SITE.format(poll=POLL_S, port=port, broker=broker.port, ghost=""))
         installed = load_site(real)
         self.clock = ManualClock()
         scenario = Scenario(seed=3, report_interval_s={"smoke_detector": 20, "pir_detector": 20})  # type: ignore[dict-item]
         self.sim = Simulator(
-            simulator_endpoints(installed), scenario, clock=self.clock, buses=simulator_buses(self.site)
+            simulator_endpoints(installed),
+            scenario,
+            clock=self.clock,
+            buses=simulator_buses(self.site),
+            zigbee=simulator_zigbee(self.site),
         )
         self.gw: Gateway
         self._task: asyncio.Task[None] | None = None
@@ -113,8 +127,8 @@ class Site:
 
 
 @pytest.fixture
-async def watched(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Site]:
-    s = Site(tmp_path, ghost=getattr(request, "param", False))
+async def watched(tmp_path: Path, mosquitto: Mosquitto, request: pytest.FixtureRequest) -> AsyncIterator[Site]:
+    s = Site(tmp_path, mosquitto, ghost=getattr(request, "param", False))
     await s.start()
     try:
         yield s
@@ -130,6 +144,8 @@ CASES = [
     ("rtu-host", "offline", ("rtu-host", "comm_loss")),
     ("panel", "refuse", ("panel", "unmonitored")),
     ("panel", "offline", ("panel", "comm_loss")),
+    ("zb-bridge", "offline", ("zb-bridge", "comm_loss")),
+    ("zb-pir", "silent", ("zb-pir", "comm_loss")),
 ]
 
 
@@ -140,8 +156,8 @@ async def test_every_device_is_heard_or_in_a_fault(
     await watched.gw.core.watch_now()
     await poll_cycles(watched.gw, watched.clock, 4)
     assert watched.open_faults() == []
-    watched.sim.inject(device, how, duration=12 * POLL_S + 1)  # type: ignore[arg-type]
-    for _ in range(12):  # a minute: past every window and debounce here
+    watched.sim.inject(device, how, duration=16 * POLL_S + 1)  # type: ignore[arg-type]
+    for _ in range(16):  # past every window and debounce here
         await poll_cycles(watched.gw, watched.clock, 1)
         assert watched.unwatched(slack_s=3 * POLL_S) == []
     assert watched.open_faults() == [expected]
