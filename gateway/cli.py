@@ -1,4 +1,5 @@
-"""The `alarmgw` command: run, simulate, demo, tickets, check-config.
+"""The `alarmgw` command: run, simulate, demo, tickets, remote, keygen, sla-report, api-token,
+diagnose, check-config.
 
 Exit codes: 0 done, 1 operation refused (e.g. an illegal ticket move), 2 bad input
 (config file, arguments, unknown ticket), 130 interrupted.
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from alarmgw import __version__
 from alarmgw.diagnostics.tickets import MOVES, IllegalTransition
@@ -33,6 +35,7 @@ from .payloads import ticket_json
 from .runtime import HttpError, run_until_stopped
 from .site_file import LoadedSite, load_site
 from .store import Store, StoreError
+from .tables import stdout_console
 
 if TYPE_CHECKING:
     from .remote_auth import Credential
@@ -62,25 +65,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line (for journald / log shippers)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the gateway against a site's equipment")
-    run.add_argument("-c", "--config", required=True, type=Path, help="site file (YAML)")
-    run.add_argument("--db", type=Path, help="ticket store; overrides store.path of the site file")
+    run = sub.add_parser(
+        "run", help="run the gateway against a site's equipment (in the foreground, until SIGTERM or Ctrl-C)"
+    )
+    run.add_argument("-c", "--config", metavar="SITE.yaml", required=True, type=Path, help="site file (YAML)")
+    run.add_argument("--db", metavar="PATH", type=Path, help="ticket store; overrides store.path of the site file")
 
     sim = sub.add_parser("simulate", help="run the hardware simulator for a site file")
-    sim.add_argument("-c", "--config", required=True, type=Path, help="site file (YAML)")
-    sim.add_argument("--scenario", type=Path, help="fault scenario (YAML)")
-    sim.add_argument("--seed", type=int, default=1, help="model seed when the scenario names none")
-    sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim.add_argument("-c", "--config", metavar="SITE.yaml", required=True, type=Path, help="site file (YAML)")
+    sim.add_argument("--scenario", metavar="FILE", type=Path, help="fault scenario (YAML)")
+    sim.add_argument("--seed", metavar="N", type=int, default=1, help="model seed when the scenario names none")
+    sim.add_argument("--duration", metavar="S", type=float, help="stop after this many seconds")
 
     demo = sub.add_parser("demo", help="simulated site + gateway + live view in one process")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
-    demo.add_argument("--db", type=Path, help="ticket store (default: a fresh file in a temporary folder)")
-    demo.add_argument("--seed", type=int, help="override the demo scenario's seed")
+    demo.add_argument("--duration", metavar="S", type=float, help="stop after this many seconds")
+    demo.add_argument(
+        "--db", metavar="PATH", type=Path, help="ticket store (default: a fresh file in a temporary folder)"
+    )
+    demo.add_argument("--seed", metavar="N", type=int, help="override the demo scenario's seed")
     demo.add_argument("--plain", action="store_true", help="print ticket events as lines instead of the live view")
     demo.add_argument(
         "--broker", metavar="HOST:PORT", help="MQTT broker for the Zigbee2MQTT devices (default: built in)"
     )
-    demo.add_argument("--http-port", type=int, default=0, help="port of the dashboard on 127.0.0.1 (default: any free)")
+    demo.add_argument(
+        "--http-port", metavar="N", type=int, default=0, help="port of the dashboard on 127.0.0.1 (default: any free)"
+    )
 
     tk = sub.add_parser("tickets", help="read and move tickets in the local store")
     tsub = tk.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -89,14 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--open", action="store_true", help="leave closed tickets out")
     _store_args(lst)
     show = tsub.add_parser("show", help="one ticket with its history")
-    show.add_argument("id", type=int)
-    show.add_argument("--json", action="store_true")
+    show.add_argument("id", metavar="ID", type=int, help="ticket number")
+    show.add_argument("--json", action="store_true", help="print a JSON object")
     _store_args(show)
     for name, state in MOVES.items():
         mv = tsub.add_parser(name, help=f"move a ticket to {state.value}")
-        mv.add_argument("id", type=int)
-        mv.add_argument("--note", default="", help="what was done or said")
-        mv.add_argument("--by", default="cli", help="who did it")
+        mv.add_argument("id", metavar="ID", type=int, help="ticket number")
+        mv.add_argument("--note", metavar="TEXT", default="", help="what was done or said")
+        mv.add_argument("--by", metavar="NAME", default="cli", help="who did it (default: cli)")
         _store_args(mv)
 
     rem = sub.add_parser("remote", help="the engineer's tool: ask a site's gateway through the broker")
@@ -105,52 +114,80 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rem.add_argument(
         "--broker-password-file",
+        metavar="FILE",
         type=Path,
         help="file holding the broker password (or $ALARMGW_BROKER_PASSWORD); never in the --broker address",
     )
-    rem.add_argument("--site", required=True, help="site id (the topic root is alarmgw/<site> unless --root)")
-    rem.add_argument("--root", help="topic root, if the site's uplink sets another")
-    rem.add_argument("--user", default=os.environ.get("ALARMGW_USER"), help="engineer name (or $ALARMGW_USER)")
     rem.add_argument(
-        "--key-file", type=Path, help="the engineer's Ed25519 private key, from `alarmgw keygen` (or $ALARMGW_KEY_FILE)"
+        "--site", metavar="ID", required=True, help="site id (the topic root is alarmgw/<site> unless --root)"
     )
-    rem.add_argument("--secret-file", type=Path, help="legacy: file holding a shared HMAC secret (or $ALARMGW_SECRET)")
+    rem.add_argument("--root", metavar="TOPIC", help="topic root, if the site's uplink sets another")
+    rem.add_argument(
+        "--user", metavar="NAME", default=os.environ.get("ALARMGW_USER"), help="engineer name (or $ALARMGW_USER)"
+    )
+    rem.add_argument(
+        "--key-file",
+        metavar="FILE",
+        type=Path,
+        help="the engineer's Ed25519 private key, from `alarmgw keygen` (or $ALARMGW_KEY_FILE)",
+    )
+    rem.add_argument(
+        "--secret-file",
+        metavar="FILE",
+        type=Path,
+        help="legacy: file holding a shared HMAC secret (or $ALARMGW_SECRET)",
+    )
     rem.add_argument("--json", action="store_true", help="print the answer as JSON")
-    rem.add_argument("--note", default="", help="note for a ticket move")
+    rem.add_argument("--note", metavar="TEXT", default="", help="note for a ticket move")
     rem.add_argument("--all", action="store_true", help="tickets: include closed ones")
-    rem.add_argument("--timeout", type=float, default=10.0)
+    rem.add_argument(
+        "--timeout", metavar="S", type=float, default=10.0, help="how long to wait for the answer (default: 10)"
+    )
     rem.add_argument(
         "remote_command",
-        metavar="command",
-        help="status, devices, device ID, poll ID, tickets, ticket ID, ack|dispatch|arrive|resolve|close ID",
+        metavar="COMMAND",
+        help="status, devices, device ID, faults, poll ID, selftest ID, tickets, ticket ID, "
+        "ack|dispatch|arrive|resolve|close ID",
     )
-    rem.add_argument("target", nargs="?", help="device or ticket id")
+    rem.add_argument("target", metavar="ID", nargs="?", help="device or ticket id")
 
     key = sub.add_parser("keygen", help="make an engineer's key pair for remote commands")
     key.add_argument("name", help="the engineer's name, as in the users file")
-    key.add_argument("--role", choices=list(RANK), default="engineer")
-    key.add_argument("--out", type=Path, help="private key file to write (default: NAME.key); never overwritten")
+    key.add_argument("--role", choices=list(RANK), default="engineer", help="(default: engineer)")
+    key.add_argument(
+        "--out", metavar="FILE", type=Path, help="private key file to write (default: NAME.key); never overwritten"
+    )
 
     rep = sub.add_parser("sla-report", help="share of tickets that met each service clock, per fault kind")
     rep.add_argument(
-        "--since", required=True, type=date.fromisoformat, help="first day (YYYY-MM-DD, UTC) of tickets opened"
+        "--since",
+        metavar="YYYY-MM-DD",
+        required=True,
+        type=date.fromisoformat,
+        help="first day (UTC) of tickets opened",
     )
-    rep.add_argument("--json", action="store_true")
+    rep.add_argument("--json", action="store_true", help="print a JSON object")
     _store_args(rep)
 
     tok = sub.add_parser("api-token", help="make a bearer token for the HTTP API and dashboard")
     tok.add_argument("name", help="who or what will hold it (shown in the audit log)")
-    tok.add_argument("--role", choices=list(RANK), default="viewer")
+    tok.add_argument("--role", choices=list(RANK), default="viewer", help="(default: viewer)")
+
+    from . import diagnose_cmd  # its options; the command itself runs in _dispatch
+
+    diagnose_cmd.add_arguments(
+        sub.add_parser("diagnose", help="remote diagnosis of a fault, offline, from a device's JSON Lines history")
+    )
 
     chk = sub.add_parser("check-config", help="validate a site file")
-    chk.add_argument("file", type=Path)
+    chk.add_argument("file", metavar="SITE.yaml", type=Path, help="site file (YAML), and every file it names")
     return p
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--db", type=Path, help="ticket store file")
-    g.add_argument("-c", "--config", type=Path, help="take the store path from this site file")
+    g.add_argument("--db", metavar="PATH", type=Path, help="ticket store file (default: alarmgw.db here)")
+    g.add_argument("-c", "--config", metavar="SITE.yaml", type=Path, help="take the store path from this site file")
 
 
 class UsageError(Exception):
@@ -160,7 +197,16 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The demo's screen is its output; elsewhere the log is (journald picks up stderr).
-    quiet = args.command in ("demo", "tickets", "check-config", "remote", "sla-report", "api-token", "keygen")
+    quiet = args.command in (
+        "demo",
+        "tickets",
+        "check-config",
+        "remote",
+        "sla-report",
+        "api-token",
+        "keygen",
+        "diagnose",
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonLogFormatter() if args.log_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -210,6 +256,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_keygen(args.name, args.role, args.out)
     if args.command == "sla-report":
         return cmd_sla_report(args)
+    if args.command == "diagnose":
+        from .diagnose_cmd import run
+
+        return run(args, sys.stdout)
     if args.command == "run":
         return asyncio.run(cmd_run(load_site(args.config), args.db))
     if args.command == "simulate":
@@ -266,7 +316,7 @@ def _broker_password(args: argparse.Namespace) -> str | None:
 def cmd_remote(args: argparse.Namespace) -> int:
     from .remote_cli import RemoteError, broker_from_url, call, show
 
-    err, out = Console(stderr=True), Console()
+    err, out = Console(stderr=True), stdout_console()
     if not args.user:
         raise UsageError("remote: give --user (or $ALARMGW_USER)")
     try:
@@ -325,8 +375,6 @@ def cmd_keygen(name: str, role: Role, out: Path | None) -> int:
 
 
 def cmd_sla_report(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from alarmgw.diagnostics.sla import share_report
 
     now = datetime.now(UTC)
@@ -347,7 +395,7 @@ def cmd_sla_report(args: argparse.Namespace) -> int:
                 continue
             share = "-" if c["share_met"] != c["share_met"] else f"{c['share_met']:.0%}"
             table.add_row(fault, name, *(str(int(c[k])) for k in ("met", "breached", "running", "not_needed")), share)
-    Console().print(table)
+    stdout_console().print(table)
     return 0
 
 
@@ -401,14 +449,16 @@ def _open_store(args: argparse.Namespace) -> Store:
 def cmd_tickets(args: argparse.Namespace) -> int:
     from .live import tickets_table
 
-    out = Console()
+    out = stdout_console()
     with _open_store(args) as store:
         if args.action == "list":
             tickets = store.tickets.all(include_closed=not args.open)
             if args.json:
                 print(json.dumps([ticket_json(t, datetime.now(UTC)) for t in tickets], indent=2))
             else:
-                out.print(tickets_table(tickets, datetime.now(UTC)))
+                table = tickets_table(tickets, datetime.now(UTC))
+                table.title = "Open tickets" if args.open else "Tickets"
+                out.print(table)
             return 0
         if args.action == "show":
             t = store.tickets.get(args.id)

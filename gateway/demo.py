@@ -20,6 +20,7 @@ from .credentials import new_api_token, token_entry
 from .live import render, tickets_table
 from .runtime import free_port, run_until_stopped
 from .site_file import LoadedSite, load_site
+from .tables import FitTables
 from .wiring import simulator_for
 
 
@@ -101,6 +102,7 @@ async def _demo(
     http_port: int,
 ) -> int:
     console = Console() if Console().is_terminal else Console(width=120)
+    console.push_render_hook(FitTables(console))  # the closing table too: names whole
     site, token = demo_site(db, broker, http_port)
     scenario = load_scenario(builtin("scenarios/demo.yaml"))
     if seed is not None:
@@ -119,10 +121,10 @@ async def _demo(
 
         async def view() -> None:
             if live:
-                with Live(render(core), console=console, refresh_per_second=2) as screen:
+                with Live(render(core, console), console=console, refresh_per_second=2) as screen:
                     while True:
                         await _tick()
-                        screen.update(render(core))
+                        screen.update(render(core, console))
             async with core.changes.subscribe() as changes:
                 async for ev in changes:
                     if not isinstance(ev, TicketEvent):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -12,6 +12,7 @@ from alarmgw.diagnostics.sla import ClockState, ClockStatus
 from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.model import DeviceKind
 
+from .tables import fit_table
 from .view import SiteView
 
 
@@ -67,7 +68,8 @@ def tickets_table(tickets: list[Ticket], now: datetime) -> Table:
     return t
 
 
-def render(gw: SiteView) -> Group:
+def render(gw: SiteView, console: Console) -> Group:
+    """The site's devices and open tickets, fitted to `console`'s width, nothing cut."""
     now = gw.clock.now()
     devices = Table(title=f"Site {gw.site.config.site.id}: devices", expand=True)
     for col in ("device", "kind", "via", "battery", "RSSI", "heard", "faults"):
@@ -87,6 +89,8 @@ def render(gw: SiteView) -> Group:
             d.id, d.kind.value, d.parent or "", batt, rssi, heard, Text(faults, style="bold red" if faults else "")
         )
     tickets = tickets_table(gw.store.tickets.all(include_closed=False), now)
+    fit_table(devices, console)
+    fit_table(tickets, console)
     readings = gw.stats()["readings"]
     footer = Text(f"{now:%Y-%m-%d %H:%M:%S} UTC  readings: {readings}  store: {gw.store.path}", style="dim")
     return Group(devices, tickets, footer)

@@ -1,8 +1,10 @@
 """`alarmgw simulate`: the simulator alone, as a separate process from the gateway.
 
 It prints one JSON line when it is serving (with its start time, so scenario offsets can be
-turned into UTC), and takes run-time injections on standard input, one per line:
-`inject DEVICE FAULT [DURATION_S]`, `unplug BUS`, `plug BUS`, `noise BUS SHARE`.
+turned into UTC, and the MQTT broker its Zigbee2MQTT bridges publish to: the site file's
+`device_broker`, which it expects to find running, as on a site), and takes run-time
+injections on standard input, one per line: `inject DEVICE FAULT [DURATION_S]`,
+`unplug BUS`, `plug BUS`, `noise BUS SHARE`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ async def simulate(site: LoadedSite, scenario_path: Path | None, seed: int, dura
             "hosts": [f"{s.endpoint.address}:{s.endpoint.port}" for s in sim.servers],
             "buses": {bus_id: str(line.line.link_path) for bus_id, line in sim.lines.items()},
         }
+        broker = site.device_broker
+        if site.config.zigbee2mqtt and broker is not None:
+            # The simulated Zigbee2MQTT bridges publish there; the site's broker is not simulated.
+            ready["device_broker"] = f"{broker.host}:{broker.port}"
         print(json.dumps(ready), flush=True)
         await run_until_stopped([lambda: read_commands(sim)], duration)
     return 0
