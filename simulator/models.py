@@ -118,11 +118,14 @@ class SimSite:
     def refusing(self, device_id: str, t: float) -> bool:
         return self.active(device_id, "refuse", t)
 
-    def _silences(self, device_id: str) -> list[tuple[float, float]]:
-        out = []
-        for d in (device_id, *self._ancestors[device_id]):
-            out += [i.window() for i in self.devices[d].injections if i.fault == "silent"]
-        return out
+    def _silences(self, device_id: str) -> list[Injection]:
+        """The silent faults of the device and of those it reaches the host through."""
+        return [
+            i
+            for d in (device_id, *self._ancestors[device_id])
+            for i in self.devices[d].injections
+            if i.fault == "silent"
+        ]
 
     def link_age(self, sim: DeviceSim, t: float) -> float:
         """Seconds since the last scheduled check-in that was not lost to a silence."""
@@ -135,7 +138,7 @@ class SimSite:
             tick = phase + k * interval
             if t - tick > MAX_LINK_AGE_S:
                 return MAX_LINK_AGE_S
-            blocking = [s for s, e in silences if s <= tick < e]
+            blocking = [s for s in (i.on_since(tick) for i in silences) if s is not None]
             if not blocking:
                 return t - tick
             k = math.floor((min(blocking) - phase) / interval)

@@ -58,6 +58,15 @@ class Injection(BaseModel):
     def window(self) -> tuple[float, float]:
         return self.at, self.at + self.duration if self.duration is not None else float("inf")
 
+    def on_since(self, t: float) -> float | None:
+        """When the span of being on that holds `t` began (for a flapping fault, its current
+        on half-period), or None when the fault is off at `t`."""
+        if not self.active(t):
+            return None
+        if self.flap is None:
+            return self.at
+        return self.at + (t - self.at) // (2 * self.flap) * 2 * self.flap
+
 
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -370,11 +370,6 @@ def test_a_flap_without_duration_goes_on() -> None:
     assert s.state("pir-1")["tamper"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SimSite._silences() takes Injection.window() and ignores flap: a flapping 'silent' "
-    "keeps the device quiet for the whole window instead of letting it check in while off",
-)
 def test_a_flapping_silent_repeater_is_heard_in_its_quiet_half_periods() -> None:
     s = SiteOnClock()
     s.inject("rep-1", "silent", at=10.0, flap=20.0, duration=100.0)  # silent 10-30, 50-70, 90-110
