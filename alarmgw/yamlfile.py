@@ -71,6 +71,11 @@ def key_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _brief(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def problems(err: ValidationError) -> list[str]:
     """One line per problem: `key.path: what was expected`."""
     lines = []
@@ -80,6 +85,8 @@ def problems(err: ValidationError) -> list[str]:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not part of the schema; check the spelling)"
+        elif e["type"] in ("literal_error", "enum") and isinstance(e.get("input"), str | int | float):
+            msg = f"{msg}, not {_brief(e['input'])}"  # name what was given
         where = key_path(loc)
         if not loc:
             lines.append(msg)  # a whole-document check names its own key path in the message

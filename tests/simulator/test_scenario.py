@@ -127,11 +127,6 @@ def test_an_unknown_fault_is_refused_naming_where_and_what_is_known(tmp_path: Pa
         assert f"'{name}'" in problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the refusal names the key path (faults[1].fault) and the valid names, "
-    "but not the rejected fault name itself",
-)
 def test_an_unknown_fault_is_refused_naming_the_fault(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="explode"):
         load_scenario(write(tmp_path, UNKNOWN_FAULT))
