@@ -119,6 +119,11 @@ class Ticket:
         stamps = {STAMP[to]: at}
         return dataclasses.replace(self, state=to, version=self.version + 1, **stamps)  # type: ignore[arg-type]
 
+    def last_stamp(self) -> datetime:
+        """When this ticket last moved: opened, or its latest lifecycle stamp."""
+        stamps: list[datetime | None] = [getattr(self, name) for name in STAMP.values()]
+        return max([self.opened_at, *(s for s in stamps if s is not None)])
+
     def restored(self, at: datetime) -> Ticket:
         return dataclasses.replace(self, fault_active=False, restored_at=at, version=self.version + 1)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from alarmgw.clock import Clock, iso
@@ -47,6 +47,10 @@ MAX_UNRECORDED = 10_000
 # A polled device with no reading for this many of its poll intervals is unmonitored (or
 # sooner, at its supervision window).
 WATCH_POLLS = 3
+# A move made earlier (recorded at the service centre while the site was offline) may be
+# stamped this far in the future, for clocks a little apart, and this far in the past.
+MOVE_SKEW = timedelta(seconds=60)
+MOVE_MAX_AGE = timedelta(days=30)
 
 
 class SiteCore:
@@ -241,11 +245,16 @@ class SiteCore:
 
     # --- what people ask -------------------------------------------------------------------
 
-    def move(self, ticket_id: int, to: TicketState, *, actor: str, note: str = "") -> Ticket:
-        """A person moves a ticket along its lifecycle (its uplink message goes with it)."""
+    def move(
+        self, ticket_id: int, to: TicketState, *, actor: str, note: str = "", made_at: datetime | None = None
+    ) -> Ticket:
+        """A person moves a ticket along its lifecycle (its uplink message goes with it).
+        `made_at`: when the move was made, if earlier than now: a move the service centre
+        recorded while the site was offline keeps its time, and so its clocks."""
         now = self.clock.now()
+        at = now if made_at is None else self._made_at(ticket_id, made_at, now)
         try:
-            stored = self.store.tickets.move(ticket_id, to, now, actor=actor, note=note)
+            stored = self.store.tickets.move(ticket_id, to, at, actor=actor, note=note)
         except TicketNotFound as exc:
             raise NotFound(str(exc)) from exc
         except TicketError as exc:
@@ -254,6 +263,19 @@ class SiteCore:
             raise Unavailable(f"{exc}; try again") from exc
         self.changes.publish(TicketEvent(to.value, stored, now))
         return stored
+
+    def _made_at(self, ticket_id: int, made_at: datetime, now: datetime) -> datetime:
+        if made_at > now + MOVE_SKEW:
+            raise Invalid(f"made_at {iso(made_at)} is in the future (the gateway's time is {iso(now)})")
+        if made_at < now - MOVE_MAX_AGE:
+            raise Invalid(f"made_at {iso(made_at)} is older than {MOVE_MAX_AGE.days} days")
+        try:
+            last = self.store.tickets.get(ticket_id).last_stamp()
+        except TicketNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        if made_at < last:
+            raise Conflict(f"ticket {ticket_id} last moved at {iso(last)}, after made_at {iso(made_at)}")
+        return min(made_at, now)
 
     async def poll_now(self, device_id: str) -> dict[str, Any]:
         """Poll the device's group at once (a remote engineer's request); its latest reading."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from alarmgw.clock import iso
+from alarmgw.clock import iso, parse_iso
 from alarmgw.diagnostics.tickets import MOVES, Ticket, moves_from
 
 from .credentials import RANK, Role
@@ -113,7 +113,8 @@ def _move(name: str) -> Handler:
 
     async def move(ops: Operations, args: dict[str, Any], user: str) -> Any:
         note = str(args.get("note", ""))[:500]
-        return ops.ticket(ops.view.move(_int_arg(args, "id"), to, actor=user, note=note))
+        made_at = _time_arg(args, "made_at") if "made_at" in args else None
+        return ops.ticket(ops.view.move(_int_arg(args, "id"), to, actor=user, note=note, made_at=made_at))
 
     return move
 
@@ -303,6 +304,16 @@ class Operations:
             "faults": sorted(faults),
             "latest": {"at": iso(latest.at), "values": dict(latest.values)} if latest else None,
         }
+
+
+def _time_arg(args: dict[str, Any], name: str) -> datetime:
+    value = args[name]
+    try:
+        if not isinstance(value, str) or len(value) > 40:
+            raise ValueError(value)
+        return parse_iso(value)
+    except ValueError:
+        raise Invalid(f"{name} must be an ISO 8601 time with its zone, like 2026-12-04T03:00:00Z") from None
 
 
 def _arg(args: dict[str, Any], name: str) -> str:

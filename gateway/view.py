@@ -5,6 +5,7 @@ core needs none of theirs."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from alarmgw.clock import Clock
@@ -64,6 +65,8 @@ class SiteView(Protocol):
         """Run the device's self-test and read the result; raises NotFound or Invalid."""
         ...
 
-    def move(self, ticket_id: int, to: TicketState, *, actor: str, note: str = "") -> Ticket:
+    def move(
+        self, ticket_id: int, to: TicketState, *, actor: str, note: str = "", made_at: datetime | None = None
+    ) -> Ticket:
         """A person moves a ticket; raises NotFound, Conflict or Unavailable."""
         ...

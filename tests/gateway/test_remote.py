@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from alarmgw.clock import iso
 from alarmgw.gateway.credentials import public_key_text, write_private_key
 from alarmgw.gateway.remote_auth import make_request
 from alarmgw.gateway.runtime import free_port
@@ -356,3 +357,31 @@ async def test_engineer_runs_a_self_test_through_the_broker(site: tuple[Harness,
     assert code == 1 and "needs the engineer role" in reply["error"]
     code, reply, _ = await tool(ctx, "eng-1", "selftest", "nobody")
     assert code == 1 and "no device 'nobody'" in reply["error"]
+
+
+async def test_a_move_made_while_the_site_was_offline_keeps_its_time(site: tuple[Harness, dict[str, Any]]) -> None:
+    """The service centre records an engineer's ack while the site is dark and delivers it
+    when the site is back: the ticket's history and its response clock take the time the
+    ack was made, not the time it arrived."""
+    h, ctx = site
+    h.sim.inject("pir-2", "tamper")
+    await h.cycle(1)
+    (t,) = h.gateway.store.tickets.all()
+    made = t.opened_at + timedelta(minutes=20)
+    h.clock.advance(2 * 3600)  # the site was dark for two hours: the response would be late now
+    reply = await raw(ctx, request(ctx, "ack", {"id": t.id, "made_at": iso(made)}, at=h.clock.now()))
+    assert reply["ok"], reply
+    assert reply["result"]["clocks"]["response"]["state"] == "met"
+    stored = h.gateway.store.tickets.get(t.id or 0)
+    assert stored.acknowledged_at == made
+    assert h.gateway.store.tickets.log(t.id or 0)[-1]["at"] == iso(made)
+    # Not in the future, not before the ticket last moved, and a time with its zone.
+    future = iso(h.clock.now() + timedelta(minutes=5))
+    reply = await raw(ctx, request(ctx, "dispatch", {"id": t.id, "made_at": future}, at=h.clock.now()))
+    assert not reply["ok"] and "in the future" in reply["error"]
+    reply = await raw(
+        ctx, request(ctx, "dispatch", {"id": t.id, "made_at": iso(made - timedelta(minutes=1))}, at=h.clock.now())
+    )
+    assert not reply["ok"] and "last moved" in reply["error"]
+    reply = await raw(ctx, request(ctx, "dispatch", {"id": t.id, "made_at": "yesterday"}, at=h.clock.now()))
+    assert not reply["ok"] and "ISO 8601" in reply["error"]
