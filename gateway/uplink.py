@@ -18,7 +18,7 @@ from collections.abc import Callable
 import aiomqtt
 
 from alarmgw.backoff import Backoff
-from alarmgw.clock import Clock
+from alarmgw.clock import Clock, iso
 from alarmgw.drivers.mqtt_link import SUBSCRIBE_QOS, BrokerSpec, payload_bytes, stay_connected
 from alarmgw.tasks import raise_if_cancelling
 
@@ -101,10 +101,17 @@ class Uplink:
                     self.wake()
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        replayed = False
         while True:
             raise_if_cancelling()
             self._wake.clear()
             batch = self.outbox.batch(BATCH)
+            if not batch and not replayed:
+                # Everything queued while away is delivered: the service centre may take the
+                # site as whole again (its dark-site ticket restores on this, not on `online`).
+                stamp = iso(self.clock.now()).encode()
+                await client.publish(f"{self.root}/replayed", stamp, qos=1, retain=True)
+                replayed = True
             for seq, m in batch:
                 await client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
                 raise_if_cancelling()

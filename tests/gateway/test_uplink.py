@@ -142,6 +142,8 @@ async def test_broker_outage_loses_nothing_and_keeps_order(tmp_path: Path) -> No
             assert gw.uplink is not None
             async with asyncio.timeout(10):
                 await gw.uplink.connected.wait()
+            # Connected, and nothing in flight: the empty outbox has been reported replayed.
+            await listener.wait_for(lambda: f"centre/{root}/replayed" in [t for t, _ in listener.messages])
             broker.stop()  # the service centre's broker goes away for six 5-s polls of the gateway's clock
             h.sim.inject("pir-2", "tamper")
             h.sim.inject("smoke-1", "low_battery")
@@ -163,6 +165,14 @@ async def test_broker_outage_loses_nothing_and_keeps_order(tmp_path: Path) -> No
             assert gw.uplink.connected.is_set()
             await listener.wait_for(lambda: len(listener.tickets()) >= 5)
             await drained(gw)
+
+            # ... and then says the outbox is replayed, after everything it held.
+            def replayed_after_the_tickets() -> bool:
+                topics = [t for t, _ in listener.messages]
+                last_ticket = max(i for i, t in enumerate(topics) if "/tickets/" in t)
+                return f"centre/{root}/replayed" in topics[last_ticket:]
+
+            await listener.wait_for(replayed_after_the_tickets)
         by_ticket: dict[int, list[int]] = {}
         for ev in listener.tickets():
             by_ticket.setdefault(ev["ticket"]["id"], []).append(ev["ticket"]["version"])
