@@ -1,12 +1,9 @@
 """Proof that an engineer asked: signed, fresh, single-use requests meant for this site, in
-the wire format shared by the gateway and the engineer's tool.
+the wire format shared by the gateway, the engineer's tool and the service centre
+(`alarmgw.remote_wire`).
 
-A request is a JSON object {user, to, ts, nonce, command, args, sig}. `to` is the topic root
-of the site it is meant for, so a request seen on the shared broker cannot be replayed at
-another site. `sig` is the hex signature of the canonical JSON of every other field: Ed25519
-(RFC 8032) under the engineer's private key, checked against the public key the users file
-lists; or, for a user the file lists with a shared `secret` (legacy), HMAC-SHA256 under it.
-Which of the two applies is the users file's say, never the request's.
+Which signature applies (Ed25519 under the engineer's public key, or HMAC-SHA256 under a
+legacy user's shared secret) is the users file's say, never the request's.
 
 Everything that arrives is hostile until proven otherwise: the size is checked before
 anything is parsed, the JSON is parsed with limits on nesting and on the length of numbers
@@ -19,51 +16,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
+
+from alarmgw.remote_wire import MAX_REQUEST as MAX_REQUEST
+from alarmgw.remote_wire import Credential as Credential
+from alarmgw.remote_wire import Request, problem
+from alarmgw.remote_wire import make_request as make_request
+from alarmgw.remote_wire import printable as printable
 
 from .credentials import Role, User, Users
 from .refusals import Refused
 
-MAX_REQUEST = 16 * 1024  # bytes; a command is a few hundred
-MAX_NAME = 64  # characters of a user or command name
-MAX_ARG = 2000  # characters of one argument (a note is cut to 500 anyway)
-MAX_ARGS = 8  # arguments of one request (a command takes at most three)
-# pydantic's JSON parser refuses nesting deeper than 200 and integers longer than Python's
-# 4,300 digits by itself, before building anything from them.
-
 # Why a request was not admitted; the audit log counts refusals per kind and minute.
 Kind = Literal["too_large", "malformed", "wrong_site", "unknown_user", "revoked", "bad_signature", "stale", "replayed"]
-
-Credential = Ed25519PrivateKey | str  # an engineer's private key, or a legacy shared secret
-
-ArgValue = Annotated[str, Field(max_length=MAX_ARG)] | int | bool
-
-
-class Request(BaseModel):
-    """A request as it travels; strict: a number is not a string, a bool is not a number."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    user: str = Field(min_length=1, max_length=MAX_NAME)
-    to: str = Field(min_length=1, max_length=256)
-    ts: str = Field(max_length=40)
-    nonce: str = Field(pattern=r"^[A-Za-z0-9_-]{16,64}$")
-    command: str = Field(min_length=1, max_length=MAX_NAME)
-    args: dict[Annotated[str, Field(max_length=MAX_NAME)], ArgValue] = Field(max_length=MAX_ARGS)
-    # hex: 64 bytes of Ed25519 signature, or 32 of HMAC-SHA256 (legacy)
-    sig: str = Field(pattern=r"^[0-9a-f]{64}(?:[0-9a-f]{64})?$")
-
-    def signed(self) -> bytes:
-        """The bytes the signature covers."""
-        return canonical(self.model_dump(exclude={"sig"}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,36 +59,6 @@ class Unverified(Refused):
         self.command = command
 
 
-def canonical(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-
-
-def sign(credential: Credential, message: bytes) -> str:
-    if isinstance(credential, Ed25519PrivateKey):
-        return credential.sign(message).hex()
-    return hmac.new(credential.encode(), message, hashlib.sha256).hexdigest()
-
-
-def make_request(
-    user: str, credential: Credential, to: str, command: str, args: dict[str, Any], now: datetime
-) -> bytes:
-    """A signed request for the site whose topic root is `to`, as the engineer's tool sends it.
-    ValueError if it would not pass the gateway's checks of its shape."""
-    fields = {
-        "user": user,
-        "to": to,
-        "ts": now.isoformat(),
-        "nonce": secrets.token_hex(12),
-        "command": command,
-        "args": args,
-    }
-    try:
-        Request.model_validate({**fields, "sig": "0" * 128})
-    except ValidationError as exc:
-        raise ValueError(_problem(exc).removeprefix("malformed request: ")) from None
-    return canonical({**fields, "sig": sign(credential, canonical(fields))})
-
-
 def verify(
     payload: bytes, users: Users, to: str, now: datetime, max_skew_s: float, claim: Callable[[str], bool]
 ) -> Verified:
@@ -131,7 +72,7 @@ def verify(
     try:
         req = Request.model_validate_json(payload)
     except ValidationError as exc:
-        raise Unverified("malformed", _problem(exc)) from None
+        raise Unverified("malformed", problem(exc)) from None
     claimed = {"user": printable(req.user), "command": printable(req.command)}
     if req.to != to:
         raise Unverified("wrong_site", f"request is for {printable(req.to)!r}, not this site ({to})", **claimed)
@@ -169,22 +110,3 @@ def _signed_by(user: User, req: Request) -> bool:
     assert user.secret is not None  # a user has a key or a secret (credentials.User)
     expected = hmac.new(user.secret.encode(), req.signed(), hashlib.sha256).digest()
     return hmac.compare_digest(sig, expected)
-
-
-def printable(text: str, limit: int = MAX_NAME) -> str:
-    """A name the sender chose, safe for a log line or an audit row: escapes instead of
-    control or non-ASCII characters, and no longer than `limit`."""
-    return text.encode("ascii", "backslashreplace").decode()[:limit].translate(_CONTROL)
-
-
-_CONTROL = {c: "?" for c in (*range(0x20), 0x7F)}
-
-
-def _problem(exc: ValidationError) -> str:
-    """The first thing wrong with a request, with where: never the input itself."""
-    errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    first = errors[0]
-    where = ".".join(str(p) for p in first["loc"])
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    text = f"{printable(where, 80)}: {first['msg']}" if where else first["msg"]
-    return f"malformed request: {text[:200]}{more}"

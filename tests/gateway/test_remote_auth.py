@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from alarmgw import remote_wire
 from alarmgw.gateway import remote_auth
 from alarmgw.gateway.cli import main
 from alarmgw.gateway.credentials import (
@@ -77,7 +78,7 @@ def refusal(payload: bytes, **kw: Any) -> Unverified:
 def signed(fields: dict[str, Any], key: Ed25519PrivateKey = ENG_KEY) -> bytes:
     """A request with any fields at all, properly signed: the signature is not what is tested."""
     body = {k: v for k, v in fields.items() if k != "sig"}
-    return remote_auth.canonical({**body, "sig": key.sign(remote_auth.canonical(body)).hex()})
+    return remote_wire.canonical({**body, "sig": key.sign(remote_wire.canonical(body)).hex()})
 
 
 def fields(**changes: Any) -> dict[str, Any]:
