@@ -44,6 +44,7 @@ def test_the_wheel_holds_one_top_level_package_and_its_data(wheel: Path) -> None
         "alarmgw/config/profiles/sim-wh100.yaml",
         "alarmgw/diagnostics/faults.yaml",
         "alarmgw/gateway/dashboard/index.html",
+        "alarmgw/schemas/ticket-event.schema.json",
     ):
         assert data in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
