@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("diagnose", help="remote diagnosis of a fault, offline, from a device's JSON Lines history")
     )
 
+    from alarmgw.centre import cli as centre_cli  # the service centre's commands
+
+    centre_cli.add_arguments(sub)
+
     chk = sub.add_parser("check-config", help="validate a site file")
     chk.add_argument("file", metavar="SITE.yaml", type=Path, help="site file (YAML), and every file it names")
     return p
@@ -260,6 +264,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .diagnose_cmd import run
 
         return run(args, sys.stdout)
+    if args.command == "centre":
+        from alarmgw.centre.cli import run as run_centre
+
+        return run_centre(args)
     if args.command == "run":
         return asyncio.run(cmd_run(load_site(args.config), args.db))
     if args.command == "simulate":

@@ -1,0 +1,351 @@
+"""A site gone dark is the centre's ticket: `site_offline`, with a gateway ticket's clocks.
+
+A site is dark when its retained status says `offline` (its Last Will: the broker lost the
+gateway), or when it claims `online` and nothing has come from it for `offline_after_s`.
+The ticket opens at detection (the Last Will's arrival, or the moment the silence passed
+the bound), lists what the site had open when it went dark, and restores once the site is
+online and has sent something since; dark again before a person closed it, it recurs (one
+episode, as on a gateway). `judge` is pure; `LivenessRunner` applies it every
+`check_interval_s` in one of the workers at a time (a transaction-scoped advisory lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, LiteralString
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from alarmgw.clock import Clock, iso, parse_iso
+from alarmgw.diagnostics.sla import Area
+from alarmgw.diagnostics.tickets import Ticket, TicketState
+
+from .config import SitesConfig
+from .db import LIVENESS_LOCK
+
+log = logging.getLogger(__name__)
+
+FAULT = "site_offline"
+TITLE = "Site offline: no word from its gateway"
+IMPACT = "critical: site unmonitored, no word from its gateway"
+BY = "centre"
+Conn = psycopg.AsyncConnection[tuple[object, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class DarkTicket:
+    """The site's centre ticket that is not closed yet."""
+
+    id: int
+    fault_active: bool
+    dark_since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SiteState:
+    site_id: str
+    status: Literal["unknown", "online", "offline"]
+    status_at: datetime | None
+    last_heard_at: datetime | None
+    area: Area
+    ticket: DarkTicket | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GoneDark:
+    site_id: str
+    detected_at: datetime
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackOnline:
+    site_id: str
+    ticket_id: int
+    at: datetime
+
+
+def judge(sites: Iterable[SiteState], now: datetime, offline_after_s: float) -> list[GoneDark | BackOnline]:
+    """What to do about each site at `now`: open (or recur) a dark-site ticket, restore one,
+    or nothing."""
+    out: list[GoneDark | BackOnline] = []
+    bound = timedelta(seconds=offline_after_s)
+    for s in sites:
+        dark = _dark(s, now, bound)
+        active = s.ticket is not None and s.ticket.fault_active
+        if dark is not None and not active:
+            out.append(dark)
+        elif dark is None and s.ticket is not None and active:
+            heard_since = s.last_heard_at is not None and s.last_heard_at > s.ticket.dark_since
+            if heard_since and s.status != "offline":
+                out.append(BackOnline(s.site_id, s.ticket.id, now))
+    return out
+
+
+def _dark(s: SiteState, now: datetime, bound: timedelta) -> GoneDark | None:
+    if s.status == "offline":
+        at = s.status_at or now
+        return GoneDark(s.site_id, at, "status offline: the broker lost the gateway's connection (its Last Will)")
+    words = [t for t in (s.last_heard_at, s.status_at if s.status == "online" else None) if t is not None]
+    if not words:
+        return None  # never heard from: nothing to miss yet
+    last = max(words)
+    if now - last > bound:
+        cause = f"silent for more than {bound.total_seconds():g} s while its status says {s.status}"
+        return GoneDark(s.site_id, last + bound, cause)
+    return None
+
+
+def dark_ticket(site_id: str, area: Area, detected_at: datetime, now: datetime, ticket_id: int, cause: str) -> Ticket:
+    """The centre's ticket for a site gone dark, with the clocks of any other ticket."""
+    return Ticket(
+        ticket_id,
+        site_id,
+        site_id,  # the device is the site's gateway
+        "gateway",
+        FAULT,
+        TITLE,
+        "",
+        area,
+        "equipment",
+        IMPACT,
+        detected_at,
+        now,
+        cause=cause,
+    )
+
+
+def ticket_doc(t: Ticket, now: datetime) -> dict[str, object]:
+    """The ticket in the shape of a gateway's ticket-event `ticket`, times in ISO 8601 UTC."""
+    clocks = {
+        c.name: {
+            "due": iso(c.due),
+            "state": c.state.value,
+            "remaining_s": round(c.remaining_s, 1),
+            "stopped_at": iso(c.stopped_at) if c.stopped_at else None,
+            "provisional": c.provisional,
+        }
+        for c in t.clocks(now)
+    }
+    stamp = {k: (iso(v) if v else None) for k, v in _stamps(t).items()}
+    return {
+        "id": t.id,
+        "site": t.site_id,
+        "device": t.device_id,
+        "device_kind": t.device_kind,
+        "fault": t.fault,
+        "title": t.title,
+        "state": t.state.value,
+        "opened_at": iso(t.opened_at),
+        "raised_at": iso(t.raised_at),
+        **stamp,
+        "clocks": clocks,
+        "fault_active": t.fault_active,
+        "occurrences": t.occurrences,
+        "location": t.location,
+        "impact": t.impact,
+        "repair_class": t.repair_class,
+        "area": t.area,
+        "cause": t.cause,
+        "version": t.version,
+    }
+
+
+def ticket_from_doc(doc: dict[str, object]) -> Ticket:
+    """The inverse of `ticket_doc`, for the centre's own tickets."""
+
+    def at(key: str) -> datetime | None:
+        v = doc.get(key)
+        return parse_iso(str(v)) if v else None
+
+    return Ticket(
+        int(str(doc["id"])),
+        str(doc["site"]),
+        str(doc["device"]),
+        str(doc["device_kind"]),
+        str(doc["fault"]),
+        str(doc["title"]),
+        str(doc["location"]),
+        "suburb" if doc.get("area") == "suburb" else "city",
+        "accessory" if doc.get("repair_class") == "accessory" else "equipment",
+        str(doc["impact"]),
+        parse_iso(str(doc["opened_at"])),
+        parse_iso(str(doc["raised_at"])),
+        state=TicketState(str(doc["state"])),
+        acknowledged_at=at("acknowledged_at"),
+        dispatched_at=at("dispatched_at"),
+        on_site_at=at("on_site_at"),
+        resolved_at=at("resolved_at"),
+        closed_at=at("closed_at"),
+        restored_at=at("restored_at"),
+        fault_active=bool(doc["fault_active"]),
+        occurrences=int(str(doc["occurrences"])),
+        cause=str(doc.get("cause", "")),
+        version=int(str(doc["version"])),
+    )
+
+
+def _stamps(t: Ticket) -> dict[str, datetime | None]:
+    return {
+        "acknowledged_at": t.acknowledged_at,
+        "dispatched_at": t.dispatched_at,
+        "on_site_at": t.on_site_at,
+        "resolved_at": t.resolved_at,
+        "closed_at": t.closed_at,
+        "restored_at": t.restored_at,
+    }
+
+
+class LivenessRunner:
+    """Judges every site each `check_interval_s`; one worker at a time does it."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool, sites: SitesConfig, clock: Clock, ready: Callable[[], bool] = lambda: True
+    ) -> None:
+        self.pool = pool
+        self.sites = sites
+        self.clock = clock
+        # Whether this worker hears the broker now: a centre cut off from its broker hears
+        # no site, and that silence is the centre's, not the sites'.
+        self.ready = ready
+        self.rounds = 0
+        self.skipped = 0  # turns passed because this worker did not hear the broker
+        self.looked = asyncio.Event()  # pulsed after each turn, judged or skipped
+
+    async def run(self) -> None:
+        while True:
+            await self.clock.sleep_until(self.clock.monotonic() + self.sites.check_interval_s)
+            if not self.ready():
+                self.skipped += 1
+            else:
+                try:
+                    await self.round()
+                except (psycopg.OperationalError, PoolTimeout) as exc:
+                    log.warning("liveness: database: %s; trying again next round", str(exc).strip()[:200])
+            self.looked.set()
+            self.looked.clear()
+
+    async def round(self) -> list[GoneDark | BackOnline] | None:
+        """One look at every site; None if another worker holds the turn."""
+        now = self.clock.now()
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (LIVENESS_LOCK,))
+            row = await cur.fetchone()
+            if not row or not row[0]:
+                return None
+            cur = await conn.execute(
+                """
+                SELECT s.id, s.status, s.status_at, s.last_heard_at, coalesce(s.area, %s),
+                       t.id, t.fault_active, t.dark_since
+                FROM sites s LEFT JOIN centre_tickets t
+                  ON t.site_id = s.id AND t.fault = %s AND t.state <> 'closed'
+                """,
+                (self.sites.default_area, FAULT),
+            )
+            states = [
+                SiteState(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    DarkTicket(r[5], r[6], r[7]) if r[5] is not None else None,
+                )
+                for r in await cur.fetchall()
+            ]
+            decisions = judge(states, now, self.sites.offline_after_s)
+            by_site = {s.site_id: s for s in states}
+            for d in decisions:
+                if isinstance(d, GoneDark):
+                    await _gone_dark(conn, d, by_site[d.site_id], now)
+                else:
+                    await _back_online(conn, d)
+            await conn.execute(
+                "DELETE FROM dead_letters WHERE received_at < %s",
+                (now - timedelta(days=self.sites.dead_letters_keep_days),),
+            )
+        self.rounds += 1
+        return decisions
+
+
+async def _gone_dark(c: Conn, d: GoneDark, s: SiteState, now: datetime) -> None:
+    site_open = await _open_tickets(c, d.site_id)
+    note = {"at": iso(now), "action": "opened", "by": BY, "note": d.cause}
+    if s.ticket is None:
+        ticket_id = await _one(c, "SELECT nextval(pg_get_serial_sequence('centre_tickets', 'id'))")
+        t = dark_ticket(d.site_id, s.area, d.detected_at, now, int(str(ticket_id)), d.cause)
+        await c.execute(
+            """
+            INSERT INTO centre_tickets (id, site_id, fault, state, fault_active, opened_at, dark_since, version,
+                                        ticket, site_open, history)
+            VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb)
+            """,
+            (
+                t.id,
+                t.site_id,
+                FAULT,
+                t.state.value,
+                t.opened_at,
+                d.detected_at,
+                t.version,
+                json.dumps(ticket_doc(t, now)),
+                json.dumps(site_open),
+                json.dumps([note]),
+            ),
+        )
+        log.warning("site %s dark: ticket %s opened (%s)", d.site_id, t.id, d.cause)
+        return
+    doc = await _one(c, "SELECT ticket FROM centre_tickets WHERE id = %s FOR UPDATE", (s.ticket.id,))
+    t = ticket_from_doc(doc).recurred()  # type: ignore[arg-type]
+    note["action"] = "recurred"
+    await c.execute(
+        """
+        UPDATE centre_tickets SET fault_active = true, restored_at = NULL, dark_since = %s, version = %s,
+               ticket = %s::jsonb, site_open = %s::jsonb, history = history || %s::jsonb
+        WHERE id = %s
+        """,
+        (d.detected_at, t.version, json.dumps(ticket_doc(t, now)), json.dumps(site_open), json.dumps([note]), t.id),
+    )
+    log.warning("site %s dark again: ticket %s recurred (%s)", d.site_id, t.id, d.cause)
+
+
+async def _back_online(c: Conn, d: BackOnline) -> None:
+    doc = await _one(c, "SELECT ticket FROM centre_tickets WHERE id = %s FOR UPDATE", (d.ticket_id,))
+    t = ticket_from_doc(doc).restored(d.at)  # type: ignore[arg-type]
+    note = {"at": iso(d.at), "action": "restored", "by": BY, "note": "the site is online and sending again"}
+    await c.execute(
+        """
+        UPDATE centre_tickets SET fault_active = false, restored_at = %s, version = %s,
+               ticket = %s::jsonb, history = history || %s::jsonb
+        WHERE id = %s
+        """,
+        (d.at, t.version, json.dumps(ticket_doc(t, d.at)), json.dumps([note]), t.id),
+    )
+    log.info("site %s back: ticket %s restored", d.site_id, t.id)
+
+
+async def _open_tickets(conn: Conn, site_id: str) -> Sequence[dict[str, object]]:
+    cur = await conn.execute(
+        """
+        SELECT ticket_id, device, fault, state,
+               to_char(opened_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+        FROM tickets
+        WHERE site_id = %s AND state NOT IN ('resolved', 'closed') ORDER BY ticket_id
+        """,
+        (site_id,),
+    )
+    return [{"id": r[0], "device": r[1], "fault": r[2], "state": r[3], "opened_at": r[4]} for r in await cur.fetchall()]
+
+
+async def _one(conn: Conn, query: LiteralString, params: tuple[object, ...] = ()) -> object:
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    if row is None:
+        raise AssertionError(f"no row from {query[:60]}")
+    return row[0]

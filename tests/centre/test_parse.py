@@ -1,0 +1,107 @@
+"""Each uplink payload as the gateway makes it is understood; anything else becomes a dead
+letter with a reason, in bounded time, and nothing raises."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alarmgw.centre.parse import DEAD_PAYLOAD_KEEP, Dead, Event, Replayed, Status, Telemetry, TicketVersion, parse
+from tests.centre.uplink import (
+    T0,
+    escalation_message,
+    fault_message,
+    telemetry_message,
+    ticket_message,
+)
+
+MAX = 256 * 1024
+
+
+def one_dead(topic: str, payload: bytes) -> Dead:
+    out = parse("alarmgw", topic, payload, MAX)
+    assert len(out) == 1 and isinstance(out[0], Dead), out
+    return out[0]
+
+
+def test_a_ticket_event_gives_the_event_and_the_tickets_version() -> None:
+    m = ticket_message("site-1", 7, 3)
+    event, version = parse("alarmgw", m.topic, m.payload, MAX)
+    assert isinstance(event, Event) and isinstance(version, TicketVersion)
+    assert (event.kind, event.event_id, event.site_id) == ("ticket", "site-1:ticket:7:3", "site-1")
+    assert (version.ticket_id, version.version, version.state, version.device) == (7, 3, "resolved", "smoke-1")
+    assert version.opened_at == T0
+    assert json.loads(version.ticket)["id"] == 7
+
+
+@pytest.mark.parametrize("make", [fault_message, escalation_message])
+def test_fault_and_escalation_events_are_events(make: object) -> None:
+    m = make("site-1")  # type: ignore[operator]
+    (event,) = parse("alarmgw", m.topic, m.payload, MAX)
+    assert isinstance(event, Event) and event.event_id.startswith("site-1:")
+
+
+def test_telemetry_status_and_replayed() -> None:
+    m = telemetry_message("site-1")
+    (t,) = parse("alarmgw", m.topic, m.payload, MAX)
+    assert isinstance(t, Telemetry) and json.loads(t.values)["battery_v"] == 2.9
+    assert parse("alarmgw", "alarmgw/site-1/status", b"offline", MAX) == [Status("site-1", False)]
+    assert parse("alarmgw", "alarmgw/site-1/status", b"online", MAX) == [Status("site-1", True)]
+    (r,) = parse("alarmgw", "alarmgw/site-1/replayed", b"2026-01-05T08:00:00.000Z", MAX)
+    assert r == Replayed("site-1", T0)
+
+
+def good(kind: str = "ticket") -> tuple[str, bytes]:
+    m = ticket_message("site-1", 1, 1) if kind == "ticket" else fault_message("site-1")
+    return m.topic, m.payload
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        ("alarmgw/site-1/tickets/1", b"{not json", "not JSON"),
+        ("alarmgw/site-1/tickets/1", b"\xff\xfe", "not UTF-8"),
+        ("alarmgw/site-1/tickets/1", b"[]", "schema ticket-event.schema.json"),
+        ("alarmgw/site-1/tickets/1", b'{"x": NaN}', "not JSON"),
+        ("alarmgw/site-1/telemetry/d", b'{"x": 1e400}', "out of range"),
+        ("alarmgw/site-1/tickets/1", b"[" * 100_000, "JSON nested too deep"),
+        ("alarmgw/site-1/tickets/1", b'{"a": "\\u0000"}', "NUL"),
+        ("alarmgw/site-1/tickets/1", b'{"a": "\\ud800"}', "surrogate"),
+        ("alarmgw/site-1/status", b"maybe", "online or offline"),
+        ("alarmgw/site-1/replayed", b"yesterday", "not an ISO 8601"),
+        ("alarmgw/site-1/gossip/1", b"{}", "unknown topic shape"),
+        ("alarmgw/site-1/tickets", b"{}", "unknown topic shape"),
+        ("alarmgw/site-1/status/x", b"online", "unknown topic shape"),
+        ("alarmgw/bad site!/status", b"online", "not a site id"),
+        ("elsewhere/site-1/status", b"online", "outside"),
+    ],
+)
+def test_bad_messages_are_dead_with_a_reason(topic: str, payload: bytes, reason: str) -> None:
+    assert reason in one_dead(topic, payload).reason
+
+
+def test_a_payload_naming_another_site_or_ticket_is_dead() -> None:
+    m = ticket_message("site-2", 1, 1)
+    assert "not the topic's site" in one_dead("alarmgw/site-1/tickets/1", m.payload).reason
+    assert "not the topic's" in one_dead("alarmgw/site-2/tickets/9", m.payload).reason
+
+
+def test_a_schema_failure_names_the_key() -> None:
+    topic, payload = good()
+    doc = json.loads(payload)
+    doc["ticket"]["state"] = "lost"
+    assert "ticket/state" in one_dead(topic, json.dumps(doc).encode()).reason
+
+
+def test_a_huge_payload_is_refused_by_size_before_anything_reads_it() -> None:
+    d = one_dead("alarmgw/site-1/tickets/1", b"x" * (10 * 1024 * 1024))
+    assert "over the bound" in d.reason
+    assert d.size == 10 * 1024 * 1024 and len(d.payload) == DEAD_PAYLOAD_KEEP
+
+
+def test_a_version_that_is_not_a_whole_number_is_dead() -> None:
+    topic, payload = good()
+    doc = json.loads(payload)
+    doc["ticket"]["version"] = 2.0
+    assert "whole number" in one_dead(topic, json.dumps(doc).encode()).reason
