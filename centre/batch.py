@@ -37,6 +37,7 @@ class Written:
     duplicates: int = 0  # events the centre had already
     dead: int = 0
     reasons: list[str] = field(default_factory=list)  # of the dead, for the log
+    escalations: list[str] = field(default_factory=list)  # escalation events new to the centre (JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,7 @@ async def _write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, b
     await _telemetry(conn, telemetry, received_at)
     await _dead(conn, deads, received_at)
     out = Written(dead=len(deads), reasons=[d.reason for d in deads])
+    out.escalations = [e.payload for i, e in events.items() if e.kind == "escalation" and i in new_ids]
     for m in batch:
         ids = [p.event_id for p in m.parsed if isinstance(p, Event)]
         if any(isinstance(p, Dead) for p in m.parsed):

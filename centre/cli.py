@@ -1,4 +1,5 @@
-"""`alarmgw centre migrate|ingest -c CENTRE.yaml`: set up the centre's database, run a worker.
+"""`alarmgw centre migrate|ingest|desk|user -c CENTRE.yaml`: set up the centre's database, run
+a worker, serve the desk, add a desk user.
 
 Exit codes as the rest of `alarmgw`: 0 done, 2 bad input (the centre file, naming the file and
 the key; a database that cannot be reached), 130 interrupted. `ingest` runs until SIGTERM or
@@ -23,6 +24,16 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     i = csub.add_parser("ingest", help="run an ingest worker (migrates first) until SIGTERM or Ctrl-C")
     i.add_argument("-c", "--config", type=Path, required=True, metavar="CENTRE.yaml")
     i.add_argument("--worker", type=_worker, metavar="N", help="this worker's number (0-9999): its client id suffix")
+    d = csub.add_parser("desk", help="serve the desk (and relay engineers' moves to the sites) until SIGTERM or Ctrl-C")
+    d.add_argument("-c", "--config", type=Path, required=True, metavar="CENTRE.yaml")
+    u = csub.add_parser("user", help="add a desk user")
+    u.add_argument("action", choices=["add"])
+    u.add_argument("name", help="the user's name (1-64 letters, digits, _ . @ -)")
+    u.add_argument("--role", choices=["viewer", "engineer", "dispatcher"], default="viewer", help="(default: viewer)")
+    u.add_argument("-c", "--config", type=Path, required=True, metavar="CENTRE.yaml")
+    u.add_argument(
+        "--password-file", type=Path, metavar="FILE", help="the password (first line); else typed, or a line on stdin"
+    )
 
 
 def _worker(text: str) -> int:

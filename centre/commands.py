@@ -6,18 +6,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import getpass
+import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
 
 from alarmgw.clock import Clock, SystemClock
-from alarmgw.yamlfile import ConfigError
+from alarmgw.yamlfile import ConfigError, read_text
 
 from . import db
 from .config import LoadedCentre, load_centre
+from .desk_auth import UserError
+from .desk_auth import add_user as desk_add_user
 from .ingest import IngestWorker
 from .liveness import LivenessRunner
+from .notify import Notifier, load_targets
+from .relay import Relay, load_keys
+from .rota import EscalationNotice
 
 log = logging.getLogger("alarmgw.centre")
 
@@ -30,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
             return asyncio.run(migrate(loaded))
         if args.centre_command == "ingest":
             return asyncio.run(ingest(loaded, args.worker))
+        if args.centre_command == "desk":
+            return asyncio.run(desk(loaded))
+        if args.centre_command == "user":
+            return asyncio.run(add_user(loaded, args.name, args.role, _password(args.password_file)))
     except ConfigError as exc:
         print(f"config error in {exc.path}:", file=sys.stderr)
         for problem in exc.problems:
@@ -37,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except db.DatabaseError as exc:
         print(f"database error: {exc}", file=sys.stderr)
+        return 2
+    except (UserError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -61,10 +78,70 @@ async def ingest(loaded: LoadedCentre, worker: int | None, clock: Clock | None =
     async with db.pool(cfg.database.dsn, cfg.database.pool_max, loaded.db_password) as pool:
         w = IngestWorker(loaded.broker, client_id, cfg.ingest, cfg.sites, pool, clock)
         runner = LivenessRunner(pool, cfg.sites, clock, ready=w.subscribed.is_set)
+        jobs = [w.run(), runner.run()]
+        if cfg.notify is not None:
+            notifier = Notifier(cfg.notify, load_targets(cfg.notify, loaded.path.parent, os.environ), clock)
+            w.on_escalations = lambda docs: _notify(notifier, docs)
+            jobs.append(notifier.run())
         log.info("ingest %s: starting (batch %d, %.2f s)", client_id, cfg.ingest.batch_max, cfg.ingest.batch_wait_s)
-        await _until_stopped(w.run(), runner.run())
+        await _until_stopped(*jobs)
         log.info("ingest %s: stopped; %s", client_id, w.counters)
     return 0
+
+
+async def desk(loaded: LoadedCentre, clock: Clock | None = None) -> int:
+    """Serve the desk (and, with `relay:`, send engineers' moves to the sites) until stopped."""
+    from . import desk_api  # FastAPI and uvicorn: only for the desk
+
+    clock = clock or SystemClock()
+    cfg = loaded.config
+    async with await db.connect(cfg.database.dsn, loaded.db_password) as conn:
+        await db.migrate(conn)
+    async with db.pool(cfg.database.dsn, cfg.database.pool_max, loaded.db_password) as pool:
+        jobs: list[Coroutine[object, object, None]] = []
+        relay = None
+        if cfg.relay is not None:
+            keys_dir = loaded.path.parent / cfg.relay.keys_dir
+            keys = load_keys(keys_dir)
+            log.info("relay: engineers who may act through the desk: %s", ", ".join(keys) or "nobody")
+            broker = dataclasses.replace(loaded.broker, client_id=f"{cfg.ingest.client_id}-relay")
+            relay = Relay(pool, broker, cfg.ingest.topic_root, keys, clock, cfg.relay)
+            jobs.append(relay.run())
+        log.info("desk on http://%s:%d/", cfg.desk.bind, cfg.desk.port)
+        await _until_stopped(desk_api.serve(pool, cfg.desk, clock, relay), *jobs)
+    return 0
+
+
+async def add_user(loaded: LoadedCentre, name: str, role: str, password: str) -> int:
+    cfg = loaded.config
+    async with await db.connect(cfg.database.dsn, loaded.db_password) as conn:
+        await db.migrate(conn)
+    async with db.pool(cfg.database.dsn, 1, loaded.db_password) as pool:
+        user = await desk_add_user(pool, name, role, password)
+    print(f"desk user {user.name} ({user.role}) added")
+    return 0
+
+
+def _password(path: Path | None) -> str:
+    """From a file (its first line), or typed twice at a terminal, or one line on stdin."""
+    if path is not None:
+        return read_text(path, max_bytes=4096, what="password file").splitlines()[0] if path.stat().st_size else ""
+    if sys.stdin.isatty():
+        first, again = getpass.getpass("password: "), getpass.getpass("again: ")
+        if first != again:
+            raise UserError("the two passwords differ")
+        return first
+    return sys.stdin.readline(4096).rstrip("\n")
+
+
+def _notify(notifier: Notifier, docs: Sequence[str]) -> None:
+    """Escalations new to the centre, to the engineer on duty; a payload the notice cannot be
+    made of (it passed its schema, so this is rare) is logged, never raised into the worker."""
+    for doc in docs:
+        try:
+            notifier.submit(EscalationNotice.from_payload(json.loads(doc)))
+        except ValueError as exc:
+            log.warning("escalation not notified: %s", exc)
 
 
 async def _until_stopped(*jobs: Coroutine[object, object, None]) -> None:

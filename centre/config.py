@@ -16,6 +16,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from alarmgw.drivers.mqtt_link import BrokerSpec
 from alarmgw.yamlfile import ConfigError, load_yaml_model, read_text
 
+from .desk_config import DeskConfig
+from .relay import RelayConfig
 from .rota import NotifyConfig
 
 MAX_SECRET_BYTES = 64 * 1024  # a password file
@@ -134,7 +136,9 @@ class CentreConfig(_Strict):
     broker: BrokerConfig
     ingest: IngestConfig = IngestConfig()
     sites: SitesConfig = SitesConfig()
-    notify: NotifyConfig | None = None  # who is told of what: checked by centre/notify.py's model
+    notify: NotifyConfig | None = None
+    desk: DeskConfig = DeskConfig()
+    relay: RelayConfig | None = None  # engineers' moves from the desk to the sites
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -97,6 +97,8 @@ class IngestWorker:
         self.clock = clock
         self._backoff = backoff
         self.counters = Counters()
+        # Escalation events new to the centre, after their batch committed (each once).
+        self.on_escalations: Callable[[Sequence[str]], None] | None = None
         self.subscribed = asyncio.Event()  # set once subscribed (for tests and the log)
         self.batch_done = asyncio.Event()  # pulsed after each committed batch
         self.root = ingest.topic_root
@@ -238,6 +240,8 @@ class IngestWorker:
         c.dead += written.dead
         for reason in written.reasons[:3]:
             log.info("ingest %s: dead letter: %s", self.client_id, reason)
+        if written.escalations and self.on_escalations is not None:
+            self.on_escalations(written.escalations)
         self.batch_done.set()
         self.batch_done.clear()
 

@@ -46,6 +46,7 @@ def test_the_wheel_holds_one_top_level_package_and_its_data(wheel: Path) -> None
         "alarmgw/gateway/dashboard/index.html",
         "alarmgw/schemas/ticket-event.schema.json",
         "alarmgw/centre/migrations/0001_ingest.sql",
+        "alarmgw/centre/desk/index.html",
     ):
         assert data in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()

@@ -1,0 +1,135 @@
+"""The desk's page in a real headless Chromium (Debian's /usr/bin/chromium, driven by
+Playwright) against the desk served by uvicorn on a free port, over a real PostgreSQL.
+
+Set ALARMGW_SCREENSHOTS=DIR to keep the screenshots."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from psycopg_pool import AsyncConnectionPool
+
+from alarmgw.centre.desk_api import DeskConfig, build_app, make_server
+from alarmgw.clock import ManualClock
+from alarmgw.gateway.runtime import free_port
+from tests.centre.test_desk_api import EXPECTED_ORDER, NOW, PASSWORD, desk_pool
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["desk_pool"]  # the fixture, seeded with the same fleet as the API's tests
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - once, before the browser starts
+        pytest.fail(f"no {CHROMIUM}: install Debian's chromium (apt-get install chromium)")
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        await b.close()
+
+
+@pytest.fixture
+async def desk_url(desk_pool: AsyncConnectionPool) -> AsyncIterator[str]:
+    config = DeskConfig(port=free_port())
+    server, sock = make_server(build_app(desk_pool, config, ManualClock(NOW)), config, "warning")
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"http://127.0.0.1:{config.port}/"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+async def shot(page: Page, name: str, tmp_path: Path) -> None:
+    folder = Path(os.environ.get("ALARMGW_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a test's own folder
+    await page.screenshot(path=str(folder / name), full_page=True)
+
+
+async def test_log_in_see_tickets_sorted_filter_open_one_and_assign(
+    browser: Browser, desk_url: str, desk_pool: AsyncConnectionPool, tmp_path: Path
+) -> None:
+    # Paris is UTC+1 in March: the page shows and takes local time, the API stores UTC.
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000}, timezone_id="Europe/Paris")
+    page = await context.new_page()
+    await page.add_init_script(
+        "window.cspRefusals = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " e => window.cspRefusals.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    await page.goto(desk_url)
+    await expect(page.locator("#tz")).to_contain_text("Europe/Paris, UTC+01:00")
+    await page.fill("#login-name", "dora")
+    await page.fill("#login-password", "not it at all")
+    await page.click("#login button[type=submit]")
+    await expect(page.locator("#login-error")).to_have_text("wrong name or password")
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login button[type=submit]")
+    await expect(page.locator("#who")).to_have_text("dora (dispatcher)")
+
+    rows = page.locator("#tickets tbody tr")
+    await expect(rows).to_have_count(len(EXPECTED_ORDER))
+    assert await rows.evaluate_all("rs => rs.map(r => r.dataset.key)") == [f"{s}/{r}" for s, r, _ in EXPECTED_ORDER]
+    await expect(rows.first.locator("td.clock")).to_contain_text("late")
+    await expect(page.locator("#incidents li")).to_have_text(["mains loss, suburb, 3 sites, 3 open"])
+    await expect(page.locator("#sites tbody tr")).to_have_count(6)
+    await expect(page.locator("#sites tr[data-site=north-4] td").nth(2)).to_have_text("dark")
+    await shot(page, "desk.png", tmp_path)
+
+    await page.select_option("#f-area", "suburb")
+    await expect(rows).to_have_count(4)
+    assert await rows.evaluate_all("rs => rs.map(r => r.dataset.key)") == [
+        "north-4/c1", "north-1/1", "north-2/1", "north-3/1",
+    ]  # fmt: skip
+    await page.click("#f-clear")
+    await expect(rows).to_have_count(len(EXPECTED_ORDER))
+
+    await page.click("#tickets tr[data-key='city-1/1']")
+    detail = page.locator("#detail")
+    await expect(detail.locator("#d-title")).to_contain_text("city-1 ticket 1")
+    await expect(detail.locator("#d-diagnosis")).to_contain_text("battery at end of life")
+    await expect(detail.locator("#d-history li")).to_have_text(["2026-03-02 10:10 opened (open)"])  # 09:10 UTC
+    await expect(detail.locator("svg.chart circle.battery")).to_have_count(3)
+    await expect(detail.locator("svg.chart path.signal")).to_have_count(1)
+
+    await page.click("#tickets tr[data-key='city-1/2']")
+    await expect(detail.locator("#d-plan")).to_have_text("No engineer assigned.")
+    await page.fill("#a-engineer", "eric")
+    await page.fill("#a-arrival", "2026-03-02T11:30")  # Paris: 10:30 UTC, an hour before the arrival clock's due
+    await page.click("#assign button[type=submit]")
+    await expect(detail.locator("#d-plan")).to_contain_text("eric planned at 2026-03-02 11:30, 1 h 00 min before")
+    await expect(page.locator("#tickets tr[data-key='city-1/2'] td").nth(7)).to_have_text("eric (2026-03-02 11:30)")
+    async with desk_pool.connection() as conn:
+        cur = await conn.execute("SELECT engineer, planned_arrival, assigned_by FROM desk_assignments")
+        assert await cur.fetchall() == [("eric", NOW.replace(minute=30), "dora")]
+    await page.click("[data-move=dispatch]")  # no relay behind this desk: the page says so
+    await expect(detail.locator("#d-error")).to_contain_text("no relay to the sites is configured")
+    await shot(page, "desk-ticket.png", tmp_path)
+    assert await page.evaluate("window.cspRefusals") == []
+    await context.close()
+
+
+async def test_a_viewer_sees_no_dispatch_form_or_moves(
+    browser: Browser, desk_url: str, desk_pool: AsyncConnectionPool
+) -> None:
+    page = await browser.new_page()
+    await page.goto(desk_url)
+    await page.fill("#login-name", "vera")
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login button[type=submit]")
+    await page.click("#tickets tr[data-key='city-1/2']")
+    await expect(page.locator("#d-plan")).to_have_text("No engineer assigned.")
+    await expect(page.locator("#assign")).to_be_hidden()
+    await expect(page.locator("#d-moves button")).to_have_count(0)
+    await page.click("#logout")
+    await expect(page.locator("#login")).to_be_visible()
+    assert await page.evaluate("sessionStorage.getItem('alarmgw-desk-token')") is None
