@@ -39,6 +39,7 @@ from alarmgw.clock import Clock, iso
 from alarmgw.diagnostics.tickets import MOVES
 from alarmgw.drivers.mqtt_link import BrokerSpec, payload_bytes
 from alarmgw.remote_wire import make_request
+from alarmgw.tasks import raise_if_cancelling
 from alarmgw.yamlfile import read_text
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ class Relay:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(listen())
             while True:
+                raise_if_cancelling()  # a publish (wait_for inside aiomqtt) may have eaten one
                 for row in await self._due():
                     await self._send(client, row, answers)
                 self._wake.clear()

@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 
 from alarmgw.backoff import Backoff
 from alarmgw.drivers.mqtt_link import SUBSCRIBE_QOS, BrokerSpec, payload_bytes, stay_connected
+from alarmgw.tasks import raise_if_cancelling
 
 from .credentials import Users, UsersFile, UsersFileError
 from .operations import Operations
@@ -125,6 +126,8 @@ class RemoteDesk:
                 except Exception:
                     # A bug must not take the desk down, nor lock engineers out while it restarts.
                     log.exception("remote desk: a request could not be answered")
+                # The answer's publish (wait_for inside aiomqtt) may have eaten a cancellation.
+                raise_if_cancelling()
 
         view = self.ops.view
         try:

@@ -5,6 +5,7 @@ may send instead."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -385,3 +386,33 @@ async def test_a_move_made_while_the_site_was_offline_keeps_its_time(site: tuple
     assert not reply["ok"] and "last moved" in reply["error"]
     reply = await raw(ctx, request(ctx, "dispatch", {"id": t.id, "made_at": "yesterday"}, at=h.clock.now()))
     assert not reply["ok"] and "ISO 8601" in reply["error"]
+
+
+async def test_a_cancellation_swallowed_while_answering_still_stops_the_desk(
+    site: tuple[Harness, dict[str, Any]],
+) -> None:
+    """asyncio.wait_for on Python 3.11 (inside aiomqtt's publish) can eat the CancelledError
+    meant for the desk when its inner future completes at the same moment; the desk then went
+    back to waiting for the next request and the gateway never stopped (CI hung in teardown).
+    Here the handler eats the cancellation the way that race does, every time."""
+    h, ctx = site
+    desk = h.gateway.remote
+    assert desk is not None
+    answering, real_handle = asyncio.Event(), desk.handle
+
+    async def swallowing(payload: bytes) -> dict[str, Any]:
+        answering.set()
+        # as wait_for does when its inner future is done too: cancel() is still counted
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return await real_handle(payload)
+
+    desk.handle = swallowing  # type: ignore[method-assign]
+    asking = asyncio.create_task(raw(ctx, request(ctx, "status")))
+    try:
+        async with asyncio.timeout(10):
+            await answering.wait()
+        async with asyncio.timeout(10):
+            await h.stop_gateway()
+    finally:
+        asking.cancel()
