@@ -17,6 +17,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 
 from alarmgw.clock import Clock, SystemClock
+from alarmgw.diagnostics.escalation import Escalation
 from alarmgw.yamlfile import ConfigError, read_text
 
 from . import db
@@ -82,6 +83,7 @@ async def ingest(loaded: LoadedCentre, worker: int | None, clock: Clock | None =
         if cfg.notify is not None:
             notifier = Notifier(cfg.notify, load_targets(cfg.notify, loaded.path.parent, os.environ), clock)
             w.on_escalations = lambda docs: _notify(notifier, docs)
+            runner.on_escalations = lambda reached: _notify_centre(notifier, reached)
             jobs.append(notifier.run())
         log.info("ingest %s: starting (batch %d, %.2f s)", client_id, cfg.ingest.batch_max, cfg.ingest.batch_wait_s)
         await _until_stopped(*jobs)
@@ -142,6 +144,12 @@ def _notify(notifier: Notifier, docs: Sequence[str]) -> None:
             notifier.submit(EscalationNotice.from_payload(json.loads(doc)))
         except ValueError as exc:
             log.warning("escalation not notified: %s", exc)
+
+
+def _notify_centre(notifier: Notifier, reached: Sequence[tuple[str, Escalation]]) -> None:
+    """Marks reached by the centre's own tickets (a site gone dark), to the engineer on duty."""
+    for site, e in reached:
+        notifier.submit(EscalationNotice.from_escalation(site, e))
 
 
 async def _until_stopped(*jobs: Coroutine[object, object, None]) -> None:

@@ -24,10 +24,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from alarmgw.clock import Clock, iso
-from alarmgw.diagnostics.tickets import MOVES, TRANSITIONS, TicketState, moves_from
+from alarmgw.diagnostics.tickets import MOVES, TRANSITIONS, IllegalTransition, TicketState, moves_from
 
 from . import desk_auth as auth
-from . import desk_sla, desk_store
+from . import desk_sla, desk_store, liveness
 from .desk_auth import Permission, User
 from .desk_config import DeskConfig
 from .desk_guard import MAX_HEAD_BYTES, TOKEN, USER, DeskGuard, Unavailable
@@ -198,9 +198,17 @@ def build_app(pool: AsyncConnectionPool, config: DeskConfig, clock: Clock, relay
         async with conns.connection() as conn:
             return await desk_store.ticket(conn, site, ref, now) or {}
 
-    @app.post("/api/tickets/{site}/{ref}/move", status_code=202, summary="Ask the site to move its ticket")
+    @app.post(
+        "/api/tickets/{site}/{ref}/move",
+        status_code=202,
+        summary="Move a ticket: a site's is asked of its gateway, the centre's own is moved at once",
+    )
     async def move(
-        user: Annotated[User, Depends(need(Permission.MOVE, "move"))], site: Site, ref: Ref, body: MoveIn
+        user: Annotated[User, Depends(need(Permission.MOVE, "move"))],
+        site: Site,
+        ref: Ref,
+        body: MoveIn,
+        response: Response,
     ) -> dict[str, object]:
         now = clock.now()
         target = f"{site}/{ref}"
@@ -210,11 +218,21 @@ def build_app(pool: AsyncConnectionPool, config: DeskConfig, clock: Clock, relay
         why: tuple[int, str] | None = None
         if found is None:
             why = (404, f"no ticket {ref} at site {site}")
-        elif found["source"] != "gateway":
-            why = (409, "the centre's own tickets are not moved from the desk yet")
         elif MOVES[body.action] not in TRANSITIONS[TicketState(str(found["state"]))]:
             allowed = ", ".join(moves_from(TicketState(str(found["state"])))) or "none"
             why = (409, f"a ticket that is {found['state']} cannot {body.action} (it may: {allowed})")
+        elif found["source"] == "centre":  # the centre's own ticket: moved here and now
+            try:
+                async with conns.connection() as conn, conn.transaction():
+                    await liveness.move(conn, site, int(ref[1:]), MOVES[body.action], now, user.name, body.note)
+                    await auth.audit(conn, now, user.name, body.action, target, "ok", detail)
+            except IllegalTransition as exc:  # moved by someone else meanwhile
+                why = (409, str(exc))
+            else:
+                response.status_code = 200
+                async with conns.connection() as conn:
+                    moved = await desk_store.ticket(conn, site, ref, now)
+                return {"detail": f"{body.action}: done at the centre", "ticket": moved}
         elif desk.relay is None:
             why = (503, "no relay to the sites is configured: the desk cannot send moves to gateways")
         else:

@@ -7,6 +7,10 @@ the bound), lists what the site had open when it went dark, and restores once th
 online and has sent something since; dark again before a person closed it, it recurs (one
 episode, as on a gateway). `judge` is pure; `LivenessRunner` applies it every
 `check_interval_s` in one of the workers at a time (a transaction-scoped advisory lock).
+
+The centre's tickets escalate like a gateway's: in the same turn, each mark a running clock
+of an open centre ticket has reached (`diagnostics.escalation`) is recorded once in
+`centre_escalations` and, after the turn commits, handed to `on_escalations` (the notifier).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alarmgw.clock import Clock, iso, parse_iso
+from alarmgw.diagnostics.escalation import Escalation, due_escalations
 from alarmgw.diagnostics.sla import Area
 from alarmgw.diagnostics.tickets import Ticket, TicketState
 
@@ -216,6 +221,9 @@ class LivenessRunner:
         self.ready = ready
         self.rounds = 0
         self.skipped = 0  # turns passed because this worker did not hear the broker
+        # Marks reached by the centre's own tickets' clocks, each once, after its turn commits.
+        self.on_escalations: Callable[[Sequence[tuple[str, Escalation]]], None] | None = None
+        self.escalated: list[tuple[str, Escalation]] = []  # those of the last turn
         self.looked = asyncio.Event()  # pulsed after each turn, judged or skipped
 
     async def run(self) -> None:
@@ -266,11 +274,18 @@ class LivenessRunner:
                     await _gone_dark(conn, d, by_site[d.site_id], now)
                 else:
                     await _back_online(conn, d)
+            escalated = await _escalate(conn, now)
             await conn.execute(
                 "DELETE FROM dead_letters WHERE received_at < %s",
                 (now - timedelta(days=self.sites.dead_letters_keep_days),),
             )
         self.rounds += 1
+        self.escalated = escalated
+        if escalated:
+            for site_id, e in escalated:
+                log.warning("site %s: %s", site_id, e.describe())
+            if self.on_escalations is not None:
+                self.on_escalations(escalated)
         return decisions
 
 
@@ -328,6 +343,53 @@ async def _back_online(c: Conn, d: BackOnline) -> None:
         (d.at, t.version, json.dumps(ticket_doc(t, d.at)), json.dumps([note]), t.id),
     )
     log.info("site %s back: ticket %s restored", d.site_id, t.id)
+
+
+async def move(c: Conn, site_id: str, ticket_id: int, to: TicketState, at: datetime, by: str, note: str) -> Ticket:
+    """A person moves a centre ticket along the lifecycle, at the centre (nothing to send to
+    the site: the ticket is the centre's); IllegalTransition if it may not, LookupError if
+    there is no such ticket. The caller holds the transaction."""
+    cur = await c.execute(
+        "SELECT ticket FROM centre_tickets WHERE site_id = %s AND id = %s FOR UPDATE", (site_id, ticket_id)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise LookupError(f"no centre ticket {ticket_id} at site {site_id}")
+    t = ticket_from_doc(row[0]).moved(to, at)  # type: ignore[arg-type]
+    entry = {"at": iso(at), "action": to.value, "by": by, "note": note}
+    await c.execute(
+        """
+        UPDATE centre_tickets SET state = %s, version = %s, ticket = %s::jsonb, history = history || %s::jsonb
+        WHERE id = %s
+        """,
+        (t.state.value, t.version, json.dumps(ticket_doc(t, at)), json.dumps([entry]), ticket_id),
+    )
+    log.info("site %s: centre ticket %s %s by %s", site_id, ticket_id, to.value, by)
+    return t
+
+
+async def _escalate(c: Conn, now: datetime) -> list[tuple[str, Escalation]]:
+    """Record the marks reached by the running clocks of open centre tickets, each once."""
+    cur = await c.execute("SELECT site_id, ticket FROM centre_tickets WHERE state NOT IN ('resolved', 'closed')")
+    tickets = [(str(site_id), ticket_from_doc(doc)) for site_id, doc in await cur.fetchall()]  # type: ignore[arg-type]
+    cur = await c.execute(
+        "SELECT ticket_id, clock, mark_s FROM centre_escalations"
+        " WHERE ticket_id IN (SELECT id FROM centre_tickets WHERE state NOT IN ('resolved', 'closed'))"
+    )
+    sent = {(int(str(i)), str(clock), float(str(mark))) for i, clock, mark in await cur.fetchall()}
+    out = []
+    for site_id, t in tickets:
+        for e in due_escalations([t], now, sent=sent):
+            cur = await c.execute(
+                """
+                INSERT INTO centre_escalations (ticket_id, clock, mark_s, due, at, noticed_at)
+                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+                """,
+                (e.ticket_id, e.clock, e.mark_s, e.due, e.at, now),
+            )
+            if cur.rowcount == 1:
+                out.append((site_id, e))
+    return out
 
 
 async def _open_tickets(conn: Conn, site_id: str) -> Sequence[dict[str, object]]:

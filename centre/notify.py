@@ -27,7 +27,7 @@ from alarmgw.clock import Clock
 from alarmgw.tasks import cancel_and_wait
 from alarmgw.yamlfile import ConfigError, read_text
 
-from .rota import SECRET, EscalationNotice, NotifyConfig, body, recipients, title
+from .rota import SECRET, EscalationNotice, NoticeKey, NotifyConfig, body, recipients, title
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class NotifyCounters:
 
 @dataclass(slots=True)
 class _Message:
-    key: tuple[str, int, str, float]
+    key: NoticeKey
     target: Target
     title: str
     body: str
@@ -139,8 +139,8 @@ class Notifier:
         self._clock = clock
         self._rng = rng or random.Random()
         self._queue: deque[_Message] = deque()
-        self._seen: OrderedDict[tuple[str, int, str, float], None] = OrderedDict()
-        self._pending: dict[tuple[str, int, str, float], _Pending] = {}
+        self._seen: OrderedDict[NoticeKey, None] = OrderedDict()
+        self._pending: dict[NoticeKey, _Pending] = {}
         self._wake = asyncio.Event()
         self._changed = asyncio.Condition()
         self._slots = asyncio.Semaphore(MAX_PARALLEL_SENDS)
@@ -201,7 +201,7 @@ class Notifier:
         self._queue.append(message)
         self._wake.set()
 
-    def _settle(self, key: tuple[str, int, str, float], delivered: bool) -> None:
+    def _settle(self, key: NoticeKey, delivered: bool) -> None:
         p = self._pending[key]
         p.messages -= 1
         p.delivered |= delivered

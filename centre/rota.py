@@ -150,6 +150,9 @@ class NotifyConfig(_Strict):
 # --- the pure part -------------------------------------------------------------------------
 
 
+NoticeKey = tuple[str, int, str, str, float]  # site, ticket, fault, clock, mark_s
+
+
 @dataclass(frozen=True, slots=True)
 class EscalationNotice:
     """An escalation as the uplink carries it (`<root>/escalations/<ticket>`)."""
@@ -168,8 +171,10 @@ class EscalationNotice:
         return self.mark_s == 0
 
     @property
-    def key(self) -> tuple[str, int, str, float]:
-        return (self.site, self.ticket, self.clock, self.mark_s)
+    def key(self) -> NoticeKey:
+        """Paged once per key. The fault is in it because a site's gateway tickets and the
+        centre's tickets about that site (site_offline) are numbered apart."""
+        return (self.site, self.ticket, self.fault, self.clock, self.mark_s)
 
     @classmethod
     def from_escalation(cls, site: str, e: Escalation) -> EscalationNotice:

@@ -65,9 +65,16 @@ class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
+const RETRIES_AFTER_429 = 3; // the desk's rate bound: wait as it says, then ask again
+
 async function api(path, options = {}) {
   const headers = { ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}), ...(options.body ? { "Content-Type": "application/json" } : {}) };
-  const res = await fetch(path, { ...options, headers });
+  let res = await fetch(path, { ...options, headers });
+  for (let i = 0; res.status === 429 && i < RETRIES_AFTER_429; i++) {
+    const wait = Math.min(5, Math.max(0.2, Number(res.headers.get("Retry-After")) || 1));
+    await new Promise((ok) => setTimeout(ok, wait * 1000));
+    res = await fetch(path, { ...options, headers });
+  }
   const body = await res.json().catch(() => ({}));
   if (res.status === 401 && path !== "/api/login") {
     signedOut("Your login has ended; log in again.");
@@ -223,7 +230,7 @@ async function openTicket(site, ref, fresh) {
 function showMoves(t) {
   const box = $("d-moves");
   box.replaceChildren();
-  if (!state.me.may.includes("move") || t.source !== "gateway") return;
+  if (!state.me.may.includes("move")) return;
   for (const action of MOVES[t.state] || []) {
     const b = el("button", { type: "button", "data-move": action }, action);
     b.addEventListener("click", () => move(t, action));
@@ -234,6 +241,7 @@ function showMoves(t) {
 async function move(t, action) {
   try {
     const r = await api(`/api/tickets/${encodeURIComponent(t.site)}/${t.ref}/move`, { method: "POST", body: JSON.stringify({ action }) });
+    if (r.ticket) await Promise.all([openTicket(t.site, t.ref, false), loadTickets()]); // the centre's own: moved already
     $("d-error").textContent = r.detail;
   } catch (e) {
     $("d-error").textContent = e.message;

@@ -101,6 +101,48 @@ async def test_silence_past_the_bound_while_online_opens_a_ticket_and_recurs_it(
     assert (t["fault_active"], t["ticket"]["occurrences"], t["version"]) == (True, 2, 3)  # type: ignore[index]
 
 
+async def test_a_dark_sites_ticket_escalates_before_its_clocks_break_once_per_mark(
+    migrated: str, mosquitto: Mosquitto
+) -> None:
+    """The centre's own clocks escalate like a gateway's (30 and 10 minutes before the response
+    is due, then at it; 30 minutes before the arrival): each mark once, whichever worker
+    judges, and never after the ticket is closed."""
+    root = fresh_root()
+    clock = ManualClock(T0)
+    told: list[tuple[str, int, str, float]] = []
+    async with db.pool(migrated, 2) as pool, worker(migrated, mosquitto.port, root, clock=clock, sites=SITES) as w:
+        runner, other = LivenessRunner(pool, SITES, clock), LivenessRunner(pool, SITES, clock)
+        for r in (runner, other):
+            r.on_escalations = lambda reached: told.extend((s, e.ticket_id, e.clock, e.mark_s) for s, e in reached)
+        await publish(mosquitto.port, [(f"{root}/site-e/status", b"online"), telemetry_message("site-e", prefix=root)])
+        await until([w], lambda: w.counters.handled() == 2)
+        clock.advance(301)
+        (d,) = await runner.round() or []
+        assert isinstance(d, GoneDark)
+        ticket = int(str((await dark_ticket(migrated, "site-e"))["id"]))
+        assert told == []
+        clock.advance(1798)  # the ticket opened a second ago, at detection
+        await runner.round()
+        assert told == []  # 30 min 1 s before the response is due
+        clock.advance(1)
+        await runner.round()
+        await other.round()  # the next turn, in another worker: not told again
+        assert told == [("site-e", ticket, "response", 1800.0)]
+        clock.advance(1800)  # the response is due now
+        await other.round()
+        assert told[1:] == [("site-e", ticket, "response", 600.0), ("site-e", ticket, "response", 0.0)]
+        clock.advance(1800)  # 30 minutes before the arrival (a city site: 2 h)
+        await runner.round()
+        assert told[3:] == [("site-e", ticket, "arrival", 1800.0)]
+        assert await scalar(migrated, f"SELECT count(*) FROM centre_escalations WHERE ticket_id = {ticket}") == 4
+        await (await db.connect(migrated)).execute(
+            "UPDATE centre_tickets SET state = 'closed' WHERE id = %s", (ticket,)
+        )
+        clock.advance(3600)
+        await runner.round()  # still dark: a new ticket, with clocks of its own
+        assert [t for t in told[4:] if t[1] == ticket] == []
+
+
 async def test_only_one_worker_judges_at_a_time(migrated: str) -> None:
     clock = ManualClock(T0)
     async with db.pool(migrated, 2) as pool, await db.connect(migrated) as other, other.transaction():

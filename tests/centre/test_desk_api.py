@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from alarmgw.centre import batch, db, desk_auth, liveness, parse
 from alarmgw.centre.desk_api import DeskConfig, RelayRefused, build_app, make_server
-from alarmgw.clock import ManualClock
+from alarmgw.clock import ManualClock, iso
 from alarmgw.diagnostics.tickets import Ticket, TicketState
 from alarmgw.gateway.messages import OutboxMessage, telemetry_messages, ticket_messages
 from alarmgw.model import Reading
@@ -383,8 +383,15 @@ async def test_moves_go_to_the_site_through_the_relay(desk: Desk) -> None:
     assert desk.relay.moves == [("city-1", 1, "ack", "eric", "on it", NOW)]
     r = await desk.http.post("/api/tickets/city-1/1/move", json={"action": "close"}, headers=eric)
     assert r.status_code == 409 and "may: ack" in r.json()["detail"]
+    # The centre's own ticket (a site gone dark) is moved at the centre, at once, not relayed.
+    r = await desk.http.post("/api/tickets/north-4/c1/move", json={"action": "ack", "note": "calling"}, headers=eric)
+    assert r.status_code == 200, r.text
+    moved = r.json()["ticket"]
+    assert moved["state"] == "acknowledged" and moved["clocks"]["response"]["stopped_at"] == iso(NOW)
+    assert moved["history"][-1] == {"at": iso(NOW), "action": "acknowledged", "by": "eric", "note": "calling"}
+    assert len(desk.relay.moves) == 1
     r = await desk.http.post("/api/tickets/north-4/c1/move", json={"action": "ack"}, headers=eric)
-    assert r.status_code == 409
+    assert r.status_code == 409 and "may: dispatch, resolve" in r.json()["detail"]
     desk.relay.refuse = "unknown user eric"
     r = await desk.http.post("/api/tickets/city-1/1/move", json={"action": "ack"}, headers=eric)
     assert r.status_code == 409 and r.json()["detail"] == "the site refused: unknown user eric"
@@ -393,8 +400,9 @@ async def test_moves_go_to_the_site_through_the_relay(desk: Desk) -> None:
     r = await desk.http.post("/api/tickets/city-1/1/move", json={"action": "explode"}, headers=eric)
     assert r.status_code == 422
     moves = [(u, a, res.split(":")[0]) for u, a, _t, res in await desk.audit() if a != "login"]
-    assert moves == [("eric", "ack", "ok"), ("eric", "close", "refused"), ("eric", "ack", "refused"),
-                     ("eric", "ack", "refused"), ("vera", "move", "refused")]  # fmt: skip
+    assert moves == [("eric", "ack", "ok"), ("eric", "close", "refused"), ("eric", "ack", "ok"),
+                     ("eric", "ack", "refused"), ("eric", "ack", "refused"),
+                     ("vera", "move", "refused")]  # fmt: skip
 
 
 async def test_with_no_relay_a_move_says_so(desk_pool: AsyncConnectionPool) -> None:

@@ -38,7 +38,8 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def desk_url(desk_pool: AsyncConnectionPool) -> AsyncIterator[str]:
-    config = DeskConfig(port=free_port())
+    # The desk's clock stands still here, so its rate bound never refills: give it room.
+    config = DeskConfig(port=free_port(), requests_per_s=1000)
     server, sock = make_server(build_app(desk_pool, config, ManualClock(NOW)), config, "warning")
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -114,6 +115,15 @@ async def test_log_in_see_tickets_sorted_filter_open_one_and_assign(
     await page.click("[data-move=dispatch]")  # no relay behind this desk: the page says so
     await expect(detail.locator("#d-error")).to_contain_text("no relay to the sites is configured")
     await shot(page, "desk-ticket.png", tmp_path)
+
+    # The centre's own ticket (a site gone dark) is moved at the centre: no relay needed.
+    await page.click("#tickets tr[data-key='north-4/c1']")
+    await expect(detail.locator("#d-title")).to_contain_text("north-4 ticket c1")
+    await page.click("[data-move=ack]")
+    await expect(detail.locator("#d-error")).to_have_text("ack: done at the centre")
+    await expect(detail.locator("#d-history li").last).to_contain_text("acknowledged by dora")
+    await expect(detail.locator("#d-moves button")).to_have_text(["dispatch", "resolve"])
+    await expect(page.locator("#tickets tr[data-key='north-4/c1'] td").nth(5)).to_have_text("acknowledged")
     assert await page.evaluate("window.cspRefusals") == []
     await context.close()
 

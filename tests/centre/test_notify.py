@@ -302,6 +302,18 @@ def test_full_queue_drops_the_oldest_and_forgets_it() -> None:
     assert (notifier.counters.duplicates, notifier.counters.accepted) == (1, 4)
 
 
+def test_a_centre_ticket_is_not_taken_for_the_sites_own_ticket_of_the_same_number() -> None:
+    """The centre numbers its tickets (site_offline) apart from each gateway's: ticket 42 of
+    the site and the centre's ticket 42 about it are two pages, not a duplicate."""
+    rota = config(routes=[{"to": ["alice"]}])
+    targets = {"alice": (Target("alice", "alice mailto://x", "mailto://x"),)}
+    notifier = Notifier(rota, targets, ManualClock(MONDAY))
+    assert notifier.submit(notice(600, fault="low_battery")) == 1
+    assert notifier.submit(notice(600, fault="site_offline")) == 1
+    assert notifier.submit(notice(600, fault="site_offline")) == 0
+    assert (notifier.counters.accepted, notifier.counters.duplicates) == (2, 1)
+
+
 def test_nobody_to_tell_is_counted() -> None:
     rota = config(shifts=[], fallback=[], routes=[{"to": ["on_duty"]}])
     notifier = Notifier(rota, {}, ManualClock(MONDAY))
