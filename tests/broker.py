@@ -22,14 +22,17 @@ class Mosquitto:
         tls: tuple[Path, Path, Path] | None = None,
         users: dict[str, str] | None = None,
         acl_file: Path | None = None,
+        persistence: bool = False,
     ) -> None:
         """`tls`: (CA, server certificate, server key) for a TLS-only listener. `users`: name ->
-        password, and then nobody else gets in; `acl_file`: who may read and write what."""
+        password, and then nobody else gets in; `acl_file`: who may read and write what;
+        `persistence`: sessions and their queues outlive a restart (`stop(graceful=True)`)."""
         self.port = port or free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="alarmgw-mosquitto-"))
         self.conf = self.folder / "mosquitto.conf"
+        kept = f"true\npersistence_location {self.folder}/" if persistence else "false"
         conf = (
-            f"listener {self.port} 127.0.0.1\nallow_anonymous {'false' if users else 'true'}\npersistence false\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous {'false' if users else 'true'}\npersistence {kept}\n"
             f"log_dest file {self.folder / 'mosquitto.log'}\n"
         )
         if users:
@@ -63,9 +66,13 @@ class Mosquitto:
         wait_until_up(self.proc, listening, "mosquitto", self.folder, timeout_s=10)
         return self
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
+        """Kill it, or with `graceful` ask it to end (it then saves what it persists)."""
         if self.proc is not None:
-            self.proc.kill()
+            if graceful:
+                self.proc.terminate()
+            else:
+                self.proc.kill()
             self.proc.wait(10)
             self.proc = None
 
