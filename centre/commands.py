@@ -69,8 +69,9 @@ async def migrate(loaded: LoadedCentre) -> int:
     return 0
 
 
-async def ingest(loaded: LoadedCentre, worker: int | None, clock: Clock | None = None) -> int:
-    """Migrate, then run one worker and its share of the liveness judging until stopped."""
+async def ingest(loaded: LoadedCentre, worker: int | None, clock: Clock | None = None, signals: bool = True) -> int:
+    """Migrate, then run one worker and its share of the liveness judging until stopped (by
+    SIGTERM, or with `signals` off only by being cancelled: inside a demo that owns them)."""
     clock = clock or SystemClock()
     cfg = loaded.config
     async with await db.connect(cfg.database.dsn, loaded.db_password) as conn:
@@ -86,12 +87,12 @@ async def ingest(loaded: LoadedCentre, worker: int | None, clock: Clock | None =
             runner.on_escalations = lambda reached: _notify_centre(notifier, reached)
             jobs.append(notifier.run())
         log.info("ingest %s: starting (batch %d, %.2f s)", client_id, cfg.ingest.batch_max, cfg.ingest.batch_wait_s)
-        await _until_stopped(*jobs)
+        await _until_stopped(*jobs, signals=signals)
         log.info("ingest %s: stopped; %s", client_id, w.counters)
     return 0
 
 
-async def desk(loaded: LoadedCentre, clock: Clock | None = None) -> int:
+async def desk(loaded: LoadedCentre, clock: Clock | None = None, signals: bool = True) -> int:
     """Serve the desk (and, with `relay:`, send engineers' moves to the sites) until stopped."""
     from . import desk_api  # FastAPI and uvicorn: only for the desk
 
@@ -110,7 +111,7 @@ async def desk(loaded: LoadedCentre, clock: Clock | None = None) -> int:
             relay = Relay(pool, broker, cfg.ingest.topic_root, keys, clock, cfg.relay)
             jobs.append(relay.run())
         log.info("desk on http://%s:%d/", cfg.desk.bind, cfg.desk.port)
-        await _until_stopped(desk_api.serve(pool, cfg.desk, clock, relay), *jobs)
+        await _until_stopped(desk_api.serve(pool, cfg.desk, clock, relay), *jobs, signals=signals)
     return 0
 
 
@@ -152,11 +153,13 @@ def _notify_centre(notifier: Notifier, reached: Sequence[tuple[str, Escalation]]
         notifier.submit(EscalationNotice.from_escalation(site, e))
 
 
-async def _until_stopped(*jobs: Coroutine[object, object, None]) -> None:
+async def _until_stopped(*jobs: Coroutine[object, object, None], signals: bool = True) -> None:
+    """Run the jobs until SIGTERM (or, with `signals` off, until cancelled)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    if signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(j) for j in jobs]
@@ -164,5 +167,6 @@ async def _until_stopped(*jobs: Coroutine[object, object, None]) -> None:
             for t in tasks:
                 t.cancel()
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGTERM)
+        if signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGTERM)

@@ -32,7 +32,7 @@ from alarmgw.yamlfile import ConfigError, read_text
 from .config import MAX_SECRET_BYTES
 from .credentials import RANK, Role
 from .payloads import ticket_json
-from .runtime import HttpError, run_until_stopped
+from .runtime import DEMO_DATABASE, DemoError, HttpError, run_until_stopped
 from .site_file import LoadedSite, load_site
 from .store import Store, StoreError
 from .tables import stdout_console
@@ -89,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--http-port", metavar="N", type=int, default=0, help="port of the dashboard on 127.0.0.1 (default: any free)"
+    )
+    demo.add_argument(
+        "--sites",
+        metavar="N",
+        type=int,
+        help="a fleet: N simulated sites with their gateways and the service centre's desk (needs PostgreSQL "
+        "and mosquitto, or --broker with MQTT 5)",
+    )
+    demo.add_argument(
+        "--database",
+        metavar="DSN",
+        help=f"with --sites: the PostgreSQL server, where a database is made for the run (default: {DEMO_DATABASE})",
     )
 
     tk = sub.add_parser("tickets", help="read and move tickets in the local store")
@@ -194,6 +206,9 @@ def _store_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("-c", "--config", metavar="SITE.yaml", type=Path, help="take the store path from this site file")
 
 
+MAX_DEMO_SITES = 200  # each site is a simulator and a gateway in the one process
+
+
 class UsageError(Exception):
     """The command line asks for something that cannot be done as given."""
 
@@ -243,6 +258,7 @@ ERRORS: dict[type[Exception], tuple[str, int]] = {
     HttpError: ("http error", 2),
     SimulatorError: ("simulator error", 2),
     UsageError: ("error", 2),
+    DemoError: ("demo", 2),
     IllegalTransition: ("refused", 1),
 }
 
@@ -274,6 +290,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .simulate import simulate
 
         return asyncio.run(simulate(load_site(args.config), args.scenario, args.seed, args.duration))
+    if args.command == "demo" and args.sites is not None:
+        if not 1 <= args.sites <= MAX_DEMO_SITES:
+            raise UsageError(f"--sites: 1 to {MAX_DEMO_SITES}, not {args.sites}")
+        if args.db is not None or args.seed is not None:
+            raise UsageError("--db and --seed are for one site; with --sites every site has its own")
+        from .fleet_demo import fleet_demo
+
+        return asyncio.run(fleet_demo(args.sites, args.duration, args.database, args.broker, args.http_port))
     if args.command == "demo":
         from .demo import demo
 

@@ -73,6 +73,13 @@ async def run_until_stopped(tasks: Sequence[Callable[[], Awaitable[object]]], du
             loop.remove_signal_handler(signal.SIGTERM)
 
 
+DEMO_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"  # the fleet demo's server by default
+
+
+class DemoError(Exception):
+    """What a demo needs and did not find (a broker, a database); the message says what to do."""
+
+
 class _Stopped(Exception):
     pass
 
