@@ -6,8 +6,22 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from alarmgw.centre.parse import DEAD_PAYLOAD_KEEP, Dead, Event, Replayed, Status, Telemetry, TicketVersion, parse
+from alarmgw.centre.parse import (
+    DEAD_PAYLOAD_KEEP,
+    SCHEMAS,
+    Dead,
+    Event,
+    Replayed,
+    Status,
+    Telemetry,
+    TicketVersion,
+    checker,
+    parse,
+    validator,
+)
 from tests.centre.uplink import (
     T0,
     escalation_message,
@@ -105,3 +119,59 @@ def test_a_version_that_is_not_a_whole_number_is_dead() -> None:
     doc = json.loads(payload)
     doc["ticket"]["version"] = 2.0
     assert "whole number" in one_dead(topic, json.dumps(doc).encode()).reason
+
+
+# --- the two validators agree ---------------------------------------------------------------
+
+WEIRD = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=80),
+    st.sampled_from(["", "open", "response", "city", "2026-01-05T09:00:00Z", "not a time", "٣", "x" * 300]),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+
+
+def _paths(doc: object, at: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    if isinstance(doc, dict):
+        return [at, *(p for k, v in doc.items() for p in _paths(v, (*at, k)))]
+    return [at]
+
+
+@given(
+    which=st.sampled_from(["tickets", "faults", "escalations", "telemetry"]),
+    pick=st.integers(min_value=0),
+    change=st.sampled_from(["replace", "drop", "add"]),
+    value=WEIRD,
+)
+@settings(max_examples=400, deadline=None)
+def test_the_compiled_checker_and_the_describing_validator_agree(
+    which: str, pick: int, change: str, value: object
+) -> None:
+    """Every payload is judged by the compiled checker and only a wrong one is described by
+    jsonschema: the two must say the same of real payloads with one thing changed."""
+    m = {
+        "tickets": ticket_message("site-1", 7, 3),
+        "faults": fault_message("site-1", "smoke-1"),
+        "escalations": escalation_message("site-1"),
+        "telemetry": telemetry_message("site-1"),
+    }[which]
+    doc = json.loads(m.payload)
+    paths = _paths(doc)
+    path = paths[pick % len(paths)]
+    if path:
+        *parents, last = path
+        holder = doc
+        for k in parents:
+            holder = holder[k]
+        if change == "replace":
+            holder[last] = value
+        elif change == "drop":
+            del holder[last]
+        else:
+            holder[f"{last}_extra"] = value
+    schema_file = SCHEMAS[which]
+    assert checker(schema_file).is_valid(doc) == (not list(validator(schema_file).iter_errors(doc)))

@@ -19,6 +19,7 @@ FRONT_ENDS = (
     "alarmgw.gateway.app",
     "alarmgw.gateway.cli",
     "alarmgw.gateway.demo",
+    "alarmgw.gateway.fleet_demo",
     "alarmgw.gateway.ha_discovery",
     "alarmgw.gateway.http_api",
     "alarmgw.gateway.http_guard",
