@@ -104,7 +104,7 @@ async def _write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, b
     await _sites(conn, heard, status, replayed, received_at, book)
     new_ids = await _events(conn, events, received_at)
     await _tickets(conn, tickets, received_at)
-    await _telemetry(conn, telemetry, received_at)
+    fresh = await _telemetry(conn, telemetry, received_at)
     await _dead(conn, deads, received_at)
     out = Written(dead=len(deads), reasons=[d.reason for d in deads])
     out.escalations = [e.payload for i, e in events.items() if e.kind == "escalation" and i in new_ids]
@@ -112,8 +112,11 @@ async def _write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, b
         ids = [p.event_id for p in m.parsed if isinstance(p, Event)]
         if any(isinstance(p, Dead) for p in m.parsed):
             continue
+        readings = [p for p in m.parsed if isinstance(p, Telemetry)]
         if ids and not any(i in new_ids for i in ids):
             out.duplicates += 1
+        elif readings and not any((k := (p.site_id, p.device_id)) in fresh and telemetry[k] is p for p in readings):
+            out.duplicates += 1  # telemetry sent again, or older than what is kept: nothing written
         else:
             out.stored += 1
         for i in ids:
@@ -220,11 +223,12 @@ async def _tickets(conn: Conn, tickets: dict[tuple[str, int], TicketVersion], at
     )
 
 
-async def _telemetry(conn: Conn, telemetry: dict[tuple[str, str], Telemetry], at: datetime) -> None:
+async def _telemetry(conn: Conn, telemetry: dict[tuple[str, str], Telemetry], at: datetime) -> set[tuple[str, str]]:
+    """Each device's latest reading, kept if newer than the stored one; the devices written."""
     if not telemetry:
-        return
+        return set()
     rows = [telemetry[k] for k in sorted(telemetry)]
-    await conn.execute(
+    cur = await conn.execute(
         """
         INSERT INTO telemetry_latest AS l (site_id, device_id, at, "values", received_at)
         SELECT u.s, u.d, u.a, u.v::jsonb, %s
@@ -232,9 +236,11 @@ async def _telemetry(conn: Conn, telemetry: dict[tuple[str, str], Telemetry], at
         ON CONFLICT (site_id, device_id) DO UPDATE SET
             at = excluded.at, "values" = excluded."values", received_at = excluded.received_at
         WHERE excluded.at > l.at
+        RETURNING site_id, device_id
         """,
         (at, [r.site_id for r in rows], [r.device_id for r in rows], [r.at for r in rows], [r.values for r in rows]),
     )
+    return {(str(s), str(d)) for s, d in await cur.fetchall()}
 
 
 async def _dead(conn: Conn, deads: list[Dead], at: datetime) -> None:

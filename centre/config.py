@@ -110,6 +110,9 @@ class IngestConfig(_Strict):
     batch_max: Int = Field(default=500, ge=1, le=MAX_BATCH)
     batch_wait_s: Float = Field(default=0.2, gt=0, le=MAX_BATCH_WAIT_S)
     max_payload_bytes: Int = Field(default=256 * 1024, ge=1024, le=MAX_PAYLOAD_BYTES)
+    # What messages waiting to be taken may hold before more past the Receive Maximum are
+    # turned away (to be sent again); about 20,000 small ones at the default.
+    max_waiting_bytes: Int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=4 * 1024**3)
     # Tell the broker our Maximum Packet Size, so it drops bigger messages instead of sending
     # them. Off by default: mosquitto 2.0 then keeps each dropped QoS 1 message's in-flight
     # slot, and a few oversized messages stop all delivery to the worker.

@@ -14,10 +14,12 @@ as `_client`; that one private attribute is all this module uses of aiomqtt's in
 
 Memory: the Receive Maximum the worker announces (two batches) should bound what the broker
 sends it unacknowledged, but mosquitto 2.0 replays a resumed session's queue past it. So the
-queue is bounded here, by QoS: past `QOS0_QUEUE` waiting, a QoS 0 message (telemetry, which
-may be lost) is dropped and counted; past that plus the Receive Maximum, a QoS 1 message is
-turned away unacknowledged and the worker reconnects once it has worked off its queue, so
-that the broker sends it again. Nothing is lost and memory stays bounded either way.
+queue is bounded here: past `QOS0_QUEUE` waiting, a QoS 0 message (telemetry, which may be
+lost) is dropped and counted; past the Receive Maximum and `ingest.max_waiting_bytes` (each
+message charged its payload and `MESSAGE_OVERHEAD`), a QoS 1 message is turned away
+unacknowledged and the worker reconnects once it has worked off its queue, so that the
+broker sends it again. Nothing is lost and memory stays bounded either way; a bound in bytes
+takes a backlog of small messages in one go instead of reading it twice.
 
 Statuses are subscribed to by every worker, not shared: brokers send retained messages to a
 new shared subscription or not (MQTT 5 says not), and the centre must learn each site's
@@ -55,6 +57,7 @@ SHARED_KINDS = ("tickets/#", "faults/#", "escalations/#", "telemetry/#", "replay
 # QoS 0 messages waiting beyond the in-flight QoS 1 ones; past it new QoS 0 ones are dropped.
 QOS0_QUEUE = 5_000
 MAX_RECEIVE = 65_535  # MQTT 5's largest Receive Maximum
+MESSAGE_OVERHEAD = 2_048  # bytes a waiting message holds beyond its payload (paho's and aiomqtt's objects)
 MAX_PACKET_HEADROOM = 2_048  # topic and properties around the largest payload taken
 
 
@@ -106,6 +109,7 @@ class IngestWorker:
         # Two batches in flight: one being written while the next one fills.
         self.receive_max = min(MAX_RECEIVE, 2 * ingest.batch_max)
         self._filled = asyncio.Event()
+        self._waiting_bytes = 0  # what the messages waiting to be taken hold, charged as above
         self._resend = False  # messages were turned away unacknowledged: reconnect when idle
 
     async def run(self) -> None:
@@ -123,7 +127,7 @@ class IngestWorker:
             raise_if_cancelling()
             try:
                 client = self._client()
-                self._resend = False
+                self._resend, self._waiting_bytes = False, 0
                 async with client:
                     backoff.reset()
                     await self._session(client)
@@ -169,11 +173,11 @@ class IngestWorker:
 
         def on_message(c: paho.Client, userdata: object, m: paho.MQTTMessage) -> None:
             # In the event loop's thread (aiomqtt reads the socket there).
-            waiting = len(client.messages)
+            waiting, cost = len(client.messages), len(m.payload) + MESSAGE_OVERHEAD
             if m.qos == 0 and waiting >= QOS0_QUEUE:
                 self.counters.dropped_qos0 += 1
                 return
-            if waiting >= self.receive_max + QOS0_QUEUE:
+            if waiting >= self.receive_max and self._waiting_bytes + cost > self.cfg.max_waiting_bytes:
                 # The broker sent past our Receive Maximum (mosquitto 2.0 does so when it
                 # replays a resumed session's queue). Not acknowledged, so it stays the
                 # broker's; a new connection once the queue is worked off has it sent again.
@@ -181,6 +185,7 @@ class IngestWorker:
                 self._resend = True
                 return
             deliver(c, userdata, m)  # type: ignore[misc]
+            self._waiting_bytes += cost
             if len(client.messages) >= self.cfg.batch_max:
                 self._filled.set()
 
@@ -200,6 +205,7 @@ class IngestWorker:
             taken = [first]
             while len(taken) < self.cfg.batch_max and len(messages) > 0:
                 taken.append(await anext(aiter(messages)))  # queued: returns at once
+            self._waiting_bytes -= sum(len(payload_bytes(m)) + MESSAGE_OVERHEAD for m in taken)
             await self._handle(client, taken)
             if self._resend and len(messages) == 0:
                 self._resend = False

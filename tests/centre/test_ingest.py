@@ -61,6 +61,22 @@ async def test_duplicates_are_stored_once_and_an_older_version_never_overwrites(
     assert (w.counters.stored, w.counters.duplicates) == (2, 2)
 
 
+async def test_telemetry_sent_again_or_older_is_a_duplicate_not_a_store(migrated: str, mosquitto: Mosquitto) -> None:
+    """Only the latest reading of a device is kept: the same one again, or an older one,
+    writes nothing and counts as a duplicate (the counters said `stored` before)."""
+    root = fresh_root()
+    async with worker(migrated, mosquitto.port, root) as w:
+        newer = telemetry_message("site-1", n=5, prefix=root)
+        await publish(mosquitto.port, [newer])
+        await until([w], lambda: w.counters.stored == 1)
+        await publish(mosquitto.port, [newer, telemetry_message("site-1", n=2, prefix=root)])
+        await until([w], lambda: w.counters.handled() == 3)
+        await publish(mosquitto.port, [newer, newer])  # in one batch too
+        await until([w], lambda: w.counters.handled() == 5)
+    assert (w.counters.stored, w.counters.duplicates) == (1, 4)
+    assert await scalar(migrated, "SELECT count(*) FROM telemetry_latest") == 1
+
+
 async def test_bad_payloads_are_dead_letters_with_reasons_and_the_stream_goes_on(
     migrated: str, mosquitto: Mosquitto
 ) -> None:

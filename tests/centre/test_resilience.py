@@ -55,21 +55,29 @@ async def test_a_worker_that_stops_gets_what_was_queued_for_it_when_it_comes_bac
     assert await scalar(migrated, "SELECT count(*) FROM events") == 500
 
 
+@pytest.mark.parametrize(
+    ("max_waiting_bytes", "turned_away"),
+    [(1024 * 1024, True), (64 * 1024 * 1024, False)],
+    ids=["over what the worker may hold: turned away, sent again", "within it: taken in one go"],
+)
 async def test_a_long_queue_replayed_past_the_receive_maximum_is_all_taken(
-    migrated: str, roomy_broker: Mosquitto
+    migrated: str, roomy_broker: Mosquitto, max_waiting_bytes: int, turned_away: bool
 ) -> None:
     """mosquitto 2.0 replays a resumed session's queue without heed of the Receive Maximum;
-    what the worker cannot hold it leaves unacknowledged and has sent again."""
+    what the worker may not hold (`max_waiting_bytes`) it leaves unacknowledged and has sent
+    again, and what it may, it takes at once."""
     root = fresh_root()
     client_id = f"w-{root}"
-    async with worker(migrated, roomy_broker.port, root, client_id, batch_max=50):
+    kw = {"batch_max": 50, "max_waiting_bytes": max_waiting_bytes}  # Receive Maximum 100
+    async with worker(migrated, roomy_broker.port, root, client_id, **kw):
         pass  # the session exists from here on
-    n = 12_000  # well over what the worker holds at once: Receive Maximum 100 + QOS0_QUEUE
+    n = 12_000  # 1 MiB holds about 450 of these (payload and overhead), 64 MiB all of them
     await publish(roomy_broker.port, stream(root, n))  # type: ignore[arg-type]
-    async with worker(migrated, roomy_broker.port, root, client_id, batch_max=50) as w:
+    async with worker(migrated, roomy_broker.port, root, client_id, **kw) as w:
         await until([w], lambda: w.counters.stored == n, timeout_s=60)
     assert await scalar(migrated, "SELECT count(*) FROM events") == n
     assert w.counters.dead == 0
+    assert (w.counters.overflowed > 0) == turned_away
 
 
 async def test_the_broker_restarted_with_persistence_sessions_resume_and_nothing_is_lost(migrated: str) -> None:

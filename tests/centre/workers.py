@@ -38,6 +38,7 @@ async def worker(
     group: str = "centre",
     batch_max: int = 500,
     batch_wait_s: float = 0.05,
+    max_waiting_bytes: int = 64 * 1024 * 1024,
 ) -> AsyncIterator[IngestWorker]:
     cfg = IngestConfig(
         group=group,
@@ -45,6 +46,7 @@ async def worker(
         client_id=client_id or f"w-{root}",
         batch_max=batch_max,
         batch_wait_s=batch_wait_s,
+        max_waiting_bytes=max_waiting_bytes,
     )
     async with db.pool(dsn, 4) as pool:
         w = IngestWorker(
