@@ -103,7 +103,7 @@ async def _write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, b
                 replayed[p.site_id] = max(p.at, replayed.get(p.site_id, p.at))
     await _sites(conn, heard, status, replayed, received_at, book)
     new_ids = await _events(conn, events, received_at)
-    await _tickets(conn, tickets, received_at)
+    await write_tickets(conn, tickets, received_at)
     fresh = await _telemetry(conn, telemetry, received_at)
     await _dead(conn, deads, received_at)
     out = Written(dead=len(deads), reasons=[d.reason for d in deads])
@@ -190,7 +190,8 @@ async def _events(conn: Conn, events: dict[str, Event], at: datetime) -> set[str
     return {str(r[0]) for r in await cur.fetchall()}
 
 
-async def _tickets(conn: Conn, tickets: dict[tuple[str, int], TicketVersion], at: datetime) -> None:
+async def write_tickets(conn: Conn, tickets: dict[tuple[str, int], TicketVersion], at: datetime) -> None:
+    """Each ticket's row, moved only forward (a version above the stored one)."""
     if not tickets:
         return
     rows = [tickets[k] for k in sorted(tickets)]

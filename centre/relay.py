@@ -35,16 +35,30 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 
-from alarmgw.clock import Clock, iso
+from alarmgw.clock import Clock, iso, parse_iso
 from alarmgw.diagnostics.tickets import MOVES
 from alarmgw.drivers.mqtt_link import BrokerSpec, payload_bytes
 from alarmgw.remote_wire import make_request
 from alarmgw.tasks import raise_if_cancelling
 from alarmgw.yamlfile import read_text
 
+from .batch import write_tickets
+from .parse import MAX_INT, TicketVersion
+
 log = logging.getLogger(__name__)
 
 MAX_NOTE = 500  # the gateway keeps this much of a note
+MAX_RECONCILE_ASKS = 100  # tickets asked for one by one per site and round (those it no longer lists)
+# A ticket's stamps, the latest of which is when it last changed.
+TICKET_STAMPS = (
+    "opened_at",
+    "acknowledged_at",
+    "dispatched_at",
+    "on_site_at",
+    "resolved_at",
+    "closed_at",
+    "restored_at",
+)
 
 
 class RelayConfig(BaseModel):
@@ -53,6 +67,10 @@ class RelayConfig(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0, le=300)  # for the gateway's answer
     retry_s: float = Field(default=30.0, gt=0, le=3600)  # before a move without an answer is sent again
     look_s: float = Field(default=2.0, gt=0, le=60)  # how often the queue is looked at
+    # How often every online site is asked for its open tickets, to fill in ticket versions
+    # the stream lost (0: never); and the user, with a key here and the viewer role at the sites.
+    reconcile_s: float = Field(default=600.0, ge=0, le=86_400)
+    reconcile_as: str = Field(default="centre", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
 class RelayRefused(Exception):
@@ -102,6 +120,9 @@ class Relay:
         self._wake = asyncio.Event()
         self.delivered = 0
         self.refused = 0
+        self.reconciled = 0  # ticket versions the stream had lost, filled in from the sites
+        self.reconcile_rounds = 0
+        self._next_reconcile = clock.monotonic() + config.reconcile_s
 
     async def move(
         self, site: str, ticket_id: int, action: str, engineer: str, note: str = "", made_at: datetime | None = None
@@ -153,6 +174,9 @@ class Relay:
                 raise_if_cancelling()  # a publish (wait_for inside aiomqtt) may have eaten one
                 for row in await self._due():
                     await self._send(client, row, answers)
+                if self.cfg.reconcile_s and self.clock.monotonic() >= self._next_reconcile:
+                    await self._reconcile(client, answers)
+                    self._next_reconcile = self.clock.monotonic() + self.cfg.reconcile_s
                 self._wake.clear()
                 wait = asyncio.ensure_future(self._wake.wait())
                 try:
@@ -176,28 +200,16 @@ class Relay:
         self, client: aiomqtt.Client, row: tuple[Any, ...], answers: asyncio.Queue[tuple[bytes, dict[str, Any]]]
     ) -> None:
         qid, site, ticket_id, action, engineer, note, made_at, _ = row
-        root = f"{self.root}/{site}"
         args: dict[str, Any] = {"id": ticket_id, "made_at": iso(made_at)}
         if note:
             args["note"] = note
-        payload = make_request(engineer, self.keys[engineer], root, action, args, self.clock.now())
-        correlation = uuid.uuid4().bytes
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ResponseTopic = f"{root}/cmd/reply/relay-{qid}"
-        props.CorrelationData = correlation
         async with self.pool.connection() as conn:
             await conn.execute(
                 "UPDATE relay_queue SET attempts = attempts + 1, last_try_at = %s WHERE id = %s",
                 (self.clock.now(), qid),
             )
-        await client.publish(f"{root}/cmd", payload, qos=1, properties=props)
-        try:
-            async with asyncio.timeout(self.cfg.timeout_s):
-                while True:
-                    got, doc = await answers.get()
-                    if got == correlation:
-                        break
-        except TimeoutError:
+        doc = await self._ask(client, answers, site, engineer, action, args, f"relay-{qid}")
+        if doc is None:
             log.info("relay: no answer from %s to %s of ticket %s yet; it stays queued", site, action, ticket_id)
             return
         state = "done" if doc.get("ok") is True else "refused"
@@ -213,3 +225,105 @@ class Relay:
                 "UPDATE relay_queue SET state = %s, answer = %s, done_at = %s WHERE id = %s",
                 (state, Jsonb(doc), self.clock.now(), qid),
             )
+
+    async def _ask(
+        self,
+        client: aiomqtt.Client,
+        answers: asyncio.Queue[tuple[bytes, dict[str, Any]]],
+        site: str,
+        user: str,
+        command: str,
+        args: dict[str, Any],
+        reply: str,
+    ) -> dict[str, Any] | None:
+        """One signed request to a site's gateway and its answer, or None within `timeout_s`."""
+        root = f"{self.root}/{site}"
+        payload = make_request(user, self.keys[user], root, command, args, self.clock.now())
+        correlation = uuid.uuid4().bytes
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = f"{root}/cmd/reply/{reply}"
+        props.CorrelationData = correlation
+        await client.publish(f"{root}/cmd", payload, qos=1, properties=props)
+        try:
+            async with asyncio.timeout(self.cfg.timeout_s):
+                while True:
+                    got, doc = await answers.get()
+                    if got == correlation:
+                        return doc
+        except TimeoutError:
+            return None
+
+    async def _reconcile(self, client: aiomqtt.Client, answers: asyncio.Queue[tuple[bytes, dict[str, Any]]]) -> None:
+        """Ask every online site for its open tickets, and for each ticket the centre holds open
+        that the site no longer lists; keep what is newer than the centre's copy. The stream is
+        at least once only while the broker keeps its queues (docs/benchmarks.md): this makes
+        the tickets whole whatever was lost on the way."""
+        who = self.cfg.reconcile_as
+        if who not in self.keys:
+            if self.reconcile_rounds == 0:
+                log.warning(
+                    "relay: no key for %s (%s/%s.key): ticket versions the stream lost are not filled in",
+                    who,
+                    self.cfg.keys_dir,
+                    who,
+                )
+            self.reconcile_rounds += 1
+            return
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT id FROM sites WHERE status = 'online' ORDER BY id")
+            sites = [str(r[0]) for r in await cur.fetchall()]
+        log.debug("relay: reconciling the tickets of %d online site(s)", len(sites))
+        for site in sites:
+            doc = await self._ask(client, answers, site, who, "tickets", {}, "reconcile")
+            if doc is None or doc.get("ok") is not True or not isinstance(doc.get("result"), list):
+                log.info("relay: %s gave no ticket list to reconcile with: %s", site, (doc or {}).get("error"))
+                continue
+            listed = {t["id"]: t for t in doc["result"] if isinstance(t, dict) and isinstance(t.get("id"), int)}
+            async with self.pool.connection() as conn:
+                cur = await conn.execute("SELECT ticket_id, version, state FROM tickets WHERE site_id = %s", (site,))
+                held = {int(r[0]): (int(r[1]), str(r[2])) for r in await cur.fetchall()}
+            gone = [i for i, (_v, st) in held.items() if st not in ("resolved", "closed") and i not in listed]
+            for ticket_id in gone[:MAX_RECONCILE_ASKS]:
+                one = await self._ask(client, answers, site, who, "ticket", {"id": ticket_id}, "reconcile")
+                if one is not None and one.get("ok") is True and isinstance(one.get("result"), dict):
+                    listed[ticket_id] = one["result"]
+            newer = {}
+            for ticket_id, t in listed.items():
+                v = _version(site, t)
+                if v is not None and (ticket_id not in held or v.version > held[ticket_id][0]):
+                    newer[(site, ticket_id)] = v
+            if newer:
+                async with self.pool.connection() as conn:
+                    await write_tickets(conn, newer, self.clock.now())
+                self.reconciled += len(newer)
+                log.warning(
+                    "relay: %s: %d ticket version(s) the stream lost, filled in from the site: %s",
+                    site,
+                    len(newer),
+                    ", ".join(f"{i} v{v.version}" for (_s, i), v in sorted(newer.items())[:20]),
+                )
+        self.reconcile_rounds += 1
+
+
+def _version(site: str, t: dict[str, Any]) -> TicketVersion | None:
+    """A ticket as the gateway answers it, as the centre keeps it; None if it is not one."""
+    try:
+        stamps = [parse_iso(str(t[k])) for k in TICKET_STAMPS if t.get(k)]
+        doc = {k: v for k, v in t.items() if k != "actions"}
+        version = t["version"]
+        if t["site"] != site or type(version) is not int or not 0 <= version <= MAX_INT:
+            return None
+        return TicketVersion(
+            site,
+            int(t["id"]),
+            version,
+            str(t["state"]),
+            str(t["fault"]),
+            str(t["device"]),
+            bool(t["fault_active"]),
+            parse_iso(str(t["opened_at"])),
+            max(stamps),
+            json.dumps(doc),
+        )
+    except (KeyError, ValueError, TypeError):
+        return None

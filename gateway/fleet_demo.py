@@ -35,6 +35,7 @@ from .site_file import load_site
 from .wiring import simulator_for
 
 DEMO_USER = "demo"  # the desk's dispatcher, and the engineer whose key signs the desk's moves
+CENTRE_USER = "centre"  # the centre itself, a viewer at the sites: it asks for their tickets
 MOSQUITTO_PATHS = ("mosquitto", "/usr/sbin/mosquitto")
 
 
@@ -158,12 +159,15 @@ async def fleet_demo(
             where = (host or "127.0.0.1", int(port))
         dsn = await stack.enter_async_context(scratch_database(database or DEMO_DATABASE))
 
-        pem, public = new_key_pair()
         (folder / "keys").mkdir(mode=0o700)
-        write_private_key(folder / "keys" / f"{DEMO_USER}.key", pem)
+        lines = []
+        for name, role in ((DEMO_USER, "engineer"), (CENTRE_USER, "viewer")):
+            pem, public = new_key_pair()
+            write_private_key(folder / "keys" / f"{name}.key", pem)
+            lines.append(f"  {user_entry(name, role, public)}\n")  # type: ignore[arg-type]
         users = folder / "engineers.yaml"
         users.touch(mode=0o600)
-        users.write_text(f"users:\n  {user_entry(DEMO_USER, 'engineer', public)}\n")
+        users.write_text("users:\n" + "".join(lines))
         loaded = [load_site(site_file(folder, n, where)) for n in range(1, sites + 1)]
         desk_port = desk_port or free_port()
         centre = load_centre(centre_file(folder, dsn, where, sites, desk_port))
