@@ -139,8 +139,8 @@ async def _sites(
         """
         INSERT INTO sites AS s (id, topic_root, area, status, status_at, last_heard_at, replayed_at, first_heard_at)
         SELECT u.id, u.root, u.area, coalesce(u.status, 'unknown'), u.status_at, u.heard, u.replayed, %(at)s
-        FROM unnest(%(id)s::text[], %(root)s::text[], %(area)s::text[], %(status)s::text[],
-                    %(status_at)s::timestamptz[], %(heard)s::timestamptz[], %(replayed)s::timestamptz[])
+        FROM unnest(%(id)b::text[], %(root)b::text[], %(area)b::text[], %(status)b::text[],
+                    %(status_at)b::timestamptz[], %(heard)b::timestamptz[], %(replayed)b::timestamptz[])
              AS u(id, root, area, status, status_at, heard, replayed)
         ON CONFLICT (id) DO UPDATE SET
             area = excluded.area,
@@ -172,7 +172,7 @@ async def _events(conn: Conn, events: dict[str, Event], at: datetime) -> set[str
         """
         INSERT INTO events (event_id, site_id, kind, topic, at, payload, received_at)
         SELECT u.e, u.s, u.k, u.t, u.a, u.p::jsonb, %s
-        FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[])
+        FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[])
              AS u(e, s, k, t, a, p)
         ON CONFLICT (event_id) DO NOTHING
         RETURNING event_id
@@ -200,8 +200,8 @@ async def write_tickets(conn: Conn, tickets: dict[tuple[str, int], TicketVersion
         INSERT INTO tickets AS t (site_id, ticket_id, version, state, fault, device, fault_active,
                                   opened_at, changed_at, payload, received_at)
         SELECT u.s, u.i, u.v, u.st, u.f, u.d, u.fa, u.o, u.c, u.p::jsonb, %s
-        FROM unnest(%s::text[], %s::bigint[], %s::integer[], %s::text[], %s::text[], %s::text[], %s::boolean[],
-                    %s::timestamptz[], %s::timestamptz[], %s::text[]) AS u(s, i, v, st, f, d, fa, o, c, p)
+        FROM unnest(%b::text[], %b::bigint[], %b::integer[], %b::text[], %b::text[], %b::text[], %b::boolean[],
+                    %b::timestamptz[], %b::timestamptz[], %b::text[]) AS u(s, i, v, st, f, d, fa, o, c, p)
         ON CONFLICT (site_id, ticket_id) DO UPDATE SET
             version = excluded.version, state = excluded.state, fault = excluded.fault, device = excluded.device,
             fault_active = excluded.fault_active, opened_at = excluded.opened_at, changed_at = excluded.changed_at,
@@ -233,7 +233,7 @@ async def _telemetry(conn: Conn, telemetry: dict[tuple[str, str], Telemetry], at
         """
         INSERT INTO telemetry_latest AS l (site_id, device_id, at, "values", received_at)
         SELECT u.s, u.d, u.a, u.v::jsonb, %s
-        FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[]) AS u(s, d, a, v)
+        FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::text[]) AS u(s, d, a, v)
         ON CONFLICT (site_id, device_id) DO UPDATE SET
             at = excluded.at, "values" = excluded."values", received_at = excluded.received_at
         WHERE excluded.at > l.at
@@ -250,7 +250,7 @@ async def _dead(conn: Conn, deads: list[Dead], at: datetime) -> None:
     await conn.execute(
         """
         INSERT INTO dead_letters (topic, reason, payload, payload_size, received_at)
-        SELECT u.t, u.r, u.p, u.n, %s FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::integer[]) AS u(t, r, p, n)
+        SELECT u.t, u.r, u.p, u.n, %s FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::integer[]) AS u(t, r, p, n)
         """,
         (at, [d.topic for d in deads], [d.reason for d in deads], [d.payload for d in deads], [d.size for d in deads]),
     )

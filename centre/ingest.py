@@ -31,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -44,7 +46,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
-from alarmgw.drivers.mqtt_link import BrokerSpec, payload_bytes
+from alarmgw.drivers.mqtt_link import BrokerSpec
 from alarmgw.tasks import raise_if_cancelling
 
 from . import batch as batches
@@ -109,6 +111,8 @@ class IngestWorker:
         # Two batches in flight: one being written while the next one fills.
         self.receive_max = min(MAX_RECEIVE, 2 * ingest.batch_max)
         self._filled = asyncio.Event()
+        self._arrived = asyncio.Event()  # set when a message arrives or the connection goes
+        self._inbox: deque[paho.MQTTMessage] = deque()  # received, not yet taken into a batch
         self._waiting_bytes = 0  # what the messages waiting to be taken hold, charged as above
         self._resend = False  # messages were turned away unacknowledged: reconnect when idle
 
@@ -127,7 +131,6 @@ class IngestWorker:
             raise_if_cancelling()
             try:
                 client = self._client()
-                self._resend, self._waiting_bytes = False, 0
                 async with client:
                     backoff.reset()
                     await self._session(client)
@@ -169,11 +172,14 @@ class IngestWorker:
         )
         p = _paho(client)
         p.manual_ack_set(True)
-        deliver = p.on_message
+        inbox: deque[paho.MQTTMessage] = deque()
+        self._inbox = inbox
+        self._resend, self._waiting_bytes = False, 0
 
         def on_message(c: paho.Client, userdata: object, m: paho.MQTTMessage) -> None:
-            # In the event loop's thread (aiomqtt reads the socket there).
-            waiting, cost = len(client.messages), len(m.payload) + MESSAGE_OVERHEAD
+            # In the event loop's thread (aiomqtt reads the socket there). Kept as paho made
+            # it, in the worker's own queue: no second object, no queue hand-off per message.
+            waiting, cost = len(inbox), len(m.payload) + MESSAGE_OVERHEAD
             if m.qos == 0 and waiting >= QOS0_QUEUE:
                 self.counters.dropped_qos0 += 1
                 return
@@ -184,12 +190,20 @@ class IngestWorker:
                 self.counters.overflowed += 1
                 self._resend = True
                 return
-            deliver(c, userdata, m)  # type: ignore[misc]
+            inbox.append(m)
             self._waiting_bytes += cost
-            if len(client.messages) >= self.cfg.batch_max:
+            self._arrived.set()
+            if len(inbox) >= self.cfg.batch_max:
                 self._filled.set()
 
+        gone = p.on_disconnect
+
+        def on_disconnect(*args: Any) -> None:
+            gone(*args)  # type: ignore[misc]  # aiomqtt's own, which ends its session
+            self._arrived.set()  # the session loop wakes, finds the connection gone
+
         p.on_message = on_message
+        p.on_disconnect = on_disconnect
         return client
 
     async def _session(self, client: aiomqtt.Client) -> None:
@@ -197,38 +211,40 @@ class IngestWorker:
             await client.subscribe(topic, qos=1)
         self.subscribed.set()
         log.info("ingest %s: subscribed on %s:%d", self.client_id, self.broker.host, self.broker.port)
-        messages = client.messages
+        inbox, p = self._inbox, _paho(client)
         while True:
             raise_if_cancelling()
-            first = await anext(aiter(messages))
-            await self._wait_for_more(client)
-            taken = [first]
-            while len(taken) < self.cfg.batch_max and len(messages) > 0:
-                taken.append(await anext(aiter(messages)))  # queued: returns at once
-            self._waiting_bytes -= sum(len(payload_bytes(m)) + MESSAGE_OVERHEAD for m in taken)
+            while not inbox:
+                if not p.is_connected():
+                    raise aiomqtt.MqttError("disconnected while waiting for messages")
+                self._arrived.clear()
+                await self._arrived.wait()
+            await self._wait_for_more()
+            taken = [inbox.popleft() for _ in range(min(self.cfg.batch_max, len(inbox)))]
+            self._waiting_bytes -= sum(len(m.payload) + MESSAGE_OVERHEAD for m in taken)
             await self._handle(client, taken)
-            if self._resend and len(messages) == 0:
+            if self._resend and not inbox:
                 self._resend = False
                 log.warning(
                     "ingest %s: more came than the Receive Maximum; reconnecting to have it again", self.client_id
                 )
                 return  # a new connection: the broker sends again what it holds unacknowledged
 
-    async def _wait_for_more(self, client: aiomqtt.Client) -> None:
+    async def _wait_for_more(self) -> None:
         """Until the batch can be full or `batch_wait_s` has passed. Waiting on an event, not
         on the queue itself, so that no message is ever taken and then lost to a timeout."""
-        if len(client.messages) >= self.cfg.batch_max - 1:
+        if len(self._inbox) >= self.cfg.batch_max:
             return
         self._filled.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.cfg.batch_wait_s):
                 await self._filled.wait()
 
-    async def _handle(self, client: aiomqtt.Client, taken: list[aiomqtt.Message]) -> None:
+    async def _handle(self, client: aiomqtt.Client, taken: list[paho.MQTTMessage]) -> None:
         received_at = self.clock.now()
         incoming = []
         for m in taken:
-            topic, payload = m.topic.value, payload_bytes(m)
+            topic, payload = m.topic, bytes(m.payload)
             parsed = parse(self.root, topic, payload, self.cfg.max_payload_bytes)
             if not self.sites.accept_unlisted:
                 parsed = self._known(topic, payload, parsed)
