@@ -22,7 +22,9 @@ What it does, all on this machine:
   again 3 s later (its persistent session kept what came meanwhile). lag_p99_s is publish
   to stored (the event's own time to its received_at) over the storm's events;
   storm_drain_s is from the storm's first event to its last one stored; lost and duplicated
-  compare the event ids published with the rows stored.
+  compare the event ids published with the rows stored; live_cpu_s_per_1000_msgs is the two
+  workers' CPU over the live phase per 1,000 messages published in it (a steady stream:
+  each message read once, idle waits included).
 Each process's CPU is printed, so where the 2 cores cap a figure, it shows.
 """
 
@@ -304,6 +306,8 @@ def main() -> None:
         ]
         published: set[str] = set()
         storm_first: datetime | None = None
+        live_sent = 0
+        live_cpu0 = sum(w.cpu_s() for w in procs)  # the workers' CPU from here, the killed one's too
         started = time.monotonic()
         killed = False
         tick = 0
@@ -320,8 +324,9 @@ def main() -> None:
                     published.update(e for e in (event_id(p) for _, p, _ in sm) if e)
                     msgs += sm
                 storm_first = storm_first or at
-            publish(port, msgs)
+            live_sent += publish(port, msgs)
             if not killed and t >= storm_at + storm_s / 3 and len(procs) > 1:
+                live_cpu0 -= procs[1].cpu_s()  # what it used until now stays counted
                 procs[1].popen.send_signal(signal.SIGKILL)
                 procs[1].popen.wait()
                 time.sleep(3)
@@ -329,6 +334,7 @@ def main() -> None:
                 killed = True
             tick += 1
             time.sleep(max(0.0, tick - (time.monotonic() - started)))
+        live_cpu_per_1000 = (sum(w.cpu_s() for w in procs) - live_cpu0) / max(1, live_sent) * 1000
         deadline = time.monotonic() + 120
         ids = "','".join(sorted(published))
         while time.monotonic() < deadline:
@@ -353,12 +359,16 @@ def main() -> None:
             f"storm events: {len(distinct)} stored of {len(published)}; lag p50 {lags[len(lags) // 2]:.2f} s, "
             f"p99 {p99:.2f} s; drained {drain:.1f} s after the storm's first event"
         )
+        print(
+            f"live: {live_sent} messages published; the 2 workers' CPU over the live phase "
+            f"{live_cpu_per_1000:.3f} s per 1,000 (idle waits and the restarted worker's start-up included)"
+        )
         cpus = ", ".join(f"{p.name} {p.cpu_s():.1f} s" for p in procs)
         print(f"CPU: {cpus}; broker {cpu_of(broker.pid):.1f} s; PostgreSQL (all) {postgres_cpu_s():.1f} s")
         print(
             f"sites={args.sites} msgs_per_s={rates['g1']:.0f} cpu_s_per_1000_msgs={cpu_per_1000['g1']:.3f} "
             f"lag_p99_s={p99:.2f} storm_drain_s={drain:.1f} lost={lost} duplicated={duplicated} "
-            f"scaleout_2w={rates['g2'] / rates['g1']:.2f}"
+            f"scaleout_2w={rates['g2'] / rates['g1']:.2f} live_cpu_s_per_1000_msgs={live_cpu_per_1000:.3f}"
         )
     finally:
         for p in procs:

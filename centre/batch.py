@@ -232,14 +232,14 @@ async def _telemetry(conn: Conn, telemetry: dict[tuple[str, str], Telemetry], at
     cur = await conn.execute(
         """
         INSERT INTO telemetry_latest AS l (site_id, device_id, at, "values", received_at)
-        SELECT u.s, u.d, u.a, u.v::jsonb, %s
+        SELECT u.s, u.d, u.a, u.v::jsonb -> 'values', %s
         FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::text[]) AS u(s, d, a, v)
         ON CONFLICT (site_id, device_id) DO UPDATE SET
             at = excluded.at, "values" = excluded."values", received_at = excluded.received_at
         WHERE excluded.at > l.at
         RETURNING site_id, device_id
         """,
-        (at, [r.site_id for r in rows], [r.device_id for r in rows], [r.at for r in rows], [r.values for r in rows]),
+        (at, [r.site_id for r in rows], [r.device_id for r in rows], [r.at for r in rows], [r.payload for r in rows]),
     )
     return {(str(s), str(d)) for s, d in await cur.fetchall()}
 

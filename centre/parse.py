@@ -81,7 +81,7 @@ class Telemetry:
     site_id: str
     device_id: str
     at: datetime
-    values: str  # JSON object
+    payload: str  # the whole message, JSON; PostgreSQL takes its `values` out
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +188,7 @@ def _parse(root: str, topic: str, payload: bytes, max_bytes: int) -> list[Parsed
     if kind == "telemetry":
         if doc["device"] != rest[0]:
             raise _Refused("device in the payload is not the topic's device")
-        return [Telemetry(site, doc["device"], _stamp(doc["at"], "at"), json.dumps(doc["values"]))]
+        return [Telemetry(site, doc["device"], _stamp(doc["at"], "at"), text)]
     event = Event(site, _EVENT_KIND[kind], doc["event_id"], topic, _stamp(doc["at"], "at"), text)
     if kind != "tickets":
         return [event]

@@ -59,7 +59,7 @@ def test_fault_and_escalation_events_are_events(make: object) -> None:
 def test_telemetry_status_and_replayed() -> None:
     m = telemetry_message("site-1")
     (t,) = parse("alarmgw", m.topic, m.payload, MAX)
-    assert isinstance(t, Telemetry) and json.loads(t.values)["battery_v"] == 2.9
+    assert isinstance(t, Telemetry) and json.loads(t.payload)["values"]["battery_v"] == 2.9
     assert parse("alarmgw", "alarmgw/site-1/status", b"offline", MAX) == [Status("site-1", False)]
     assert parse("alarmgw", "alarmgw/site-1/status", b"online", MAX) == [Status("site-1", True)]
     (r,) = parse("alarmgw", "alarmgw/site-1/replayed", b"2026-01-05T08:00:00.000Z", MAX)
