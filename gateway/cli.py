@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("diagnose", help="remote diagnosis of a fault, offline, from a device's JSON Lines history")
     )
 
+    from . import plans_cmd  # assets, maintenance
+
+    plans_cmd.add_arguments(sub)
+
     from alarmgw.centre import cli as centre_cli  # the service centre's commands
 
     centre_cli.add_arguments(sub)
@@ -225,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "api-token",
         "keygen",
         "diagnose",
+        "assets",
+        "maintenance",
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -276,6 +282,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_keygen(args.name, args.role, args.out)
     if args.command == "sla-report":
         return cmd_sla_report(args)
+    if args.command == "assets":
+        from .plans_cmd import assets
+
+        return assets(args)
+    if args.command == "maintenance":
+        from .plans_cmd import maintenance_plan
+
+        return maintenance_plan(args)
     if args.command == "diagnose":
         from .diagnose_cmd import run
 

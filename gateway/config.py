@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from alarmgw.diagnostics.assets import RATED_LIFE_YEARS, Asset, asset
 from alarmgw.model import Device, DeviceKind
 
 # Bounds of the numbers in a site file. Past them a value is a slip (a unit, a stray digit),
@@ -137,6 +138,20 @@ class HistoryConfig(_Strict):
     retention_days: Float = Field(default=30.0, gt=0, le=MAX_RETENTION_DAYS)
 
 
+class AssetsConfig(_Strict):
+    """The asset register: the maker's warranty where it is longer than the promise's 12
+    months, and the rated life (6 years unless said), per device kind."""
+
+    warranty_months: dict[DeviceKind, Annotated[Int, Field(ge=1, le=600)]] = {}
+    rated_life_years: dict[DeviceKind, Annotated[Int, Field(ge=1, le=50)]] = {}
+
+
+class MaintenanceConfig(_Strict):
+    """The visits owed: monthly for three months, then every `regular_months` in the first year."""
+
+    regular_months: Int = Field(default=3, ge=1, le=12)
+
+
 class EscalationConfig(_Strict):
     """When to warn before a service clock breaks: seconds before due, 0 = at the breach."""
 
@@ -203,6 +218,7 @@ class DeviceConfig(_Strict):
     location: Text = ""
     model: Text = ""
     commissioned_on: date | None = None
+    warranty_months: Int | None = Field(default=None, ge=1, le=600)  # the maker's, where longer
     poll_interval_s: Interval | None = None
 
     @model_validator(mode="after")
@@ -217,6 +233,7 @@ class HostConfig(_Strict):
     model: ProfileName = ""  # the register profile, config/profiles/<model>.yaml (Modbus hosts)
     location: Text = ""
     commissioned_on: date | None = None
+    warranty_months: Int | None = Field(default=None, ge=1, le=600)  # the maker's, where longer
     # How the gateway reaches it: exactly one of these.
     modbus: ModbusTcpEndpoint | None = None
     rtu: RtuEndpoint | None = None
@@ -333,6 +350,7 @@ class Z2mDeviceConfig(_Strict):
     location: Text = ""
     model: Text = ""
     commissioned_on: date | None = None
+    warranty_months: Int | None = Field(default=None, ge=1, le=600)  # the maker's, where longer
 
 
 class Zigbee2MqttConfig(_Strict):
@@ -359,6 +377,8 @@ class SiteConfig(_Strict):
     poll: PollConfig = PollConfig()
     history: HistoryConfig = HistoryConfig()
     escalation: EscalationConfig = EscalationConfig()
+    assets: AssetsConfig = AssetsConfig()
+    maintenance: MaintenanceConfig = MaintenanceConfig()
     supervision_s: dict[DeviceKind, Annotated[Float, Field(gt=0, le=MAX_SUPERVISION_S)] | None] = {}
     faults_file: SitePath | None = None  # replaces the built-in fault table
     profiles_dir: SitePath | None = None  # looked in before the built-in profiles
@@ -452,11 +472,33 @@ class SiteConfig(_Strict):
         out.update({k.value: v for k, v in self.supervision_s.items()})
         return out
 
+    def asset_register(self) -> list[Asset]:
+        """Every device's warranty and rated life (buses are wiring, not equipment)."""
+        own: dict[str, int | None] = {}
+        for h in self.hosts:
+            own[h.id] = h.warranty_months
+            own.update({d.id: d.warranty_months or h.warranty_months for d in h.devices})
+        for z in self.zigbee2mqtt:
+            own.update({zd.id: zd.warranty_months for zd in z.devices})
+        a = self.assets
+        return [
+            asset(
+                d.id,
+                d.kind.value,
+                d.commissioned_on,
+                maker_warranty_months=own.get(d.id) or a.warranty_months.get(d.kind),
+                rated_life_years=a.rated_life_years.get(d.kind, RATED_LIFE_YEARS),
+            )
+            for d in self.devices()
+            if d.kind is not DeviceKind.BUS
+        ]
+
     def devices(self) -> list[Device]:
         """Every device of the site in the common model: buses, then each host and its devices."""
         out = [Device(b.id, DeviceKind.BUS, b.id, None, str(b.port), b.protocol) for b in self.buses]
         for h in self.hosts:
-            out.append(Device(h.id, DeviceKind.HOST, h.id, h.bus, h.location, h.model, h.commissioned_on))
+            commissioned = h.commissioned_on or self.site.commissioned_on
+            out.append(Device(h.id, DeviceKind.HOST, h.id, h.bus, h.location, h.model, commissioned))
             for d in h.devices:
                 out.append(
                     Device(
