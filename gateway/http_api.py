@@ -84,6 +84,10 @@ class DeviceOut(_Out):
     model: str
     faults: list[str] = Field(description="faults raised now")
     latest: Latest | None
+    commissioned_on: str | None = Field(description="the day it was commissioned (YYYY-MM-DD)")
+    warranty_until: str | None = Field(description="its last day in warranty: 12 months, or the maker's longer one")
+    in_warranty: bool | None = Field(description="today; after the warranty parts are charged at cost")
+    end_of_life: str | None = Field(description="the day its rated life is reached (6 years unless set)")
 
 
 class DeviceDetail(DeviceOut):

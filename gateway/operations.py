@@ -25,7 +25,9 @@ from datetime import datetime
 from typing import Any
 
 from alarmgw.clock import iso, parse_iso
+from alarmgw.diagnostics.assets import asset
 from alarmgw.diagnostics.tickets import MOVES, Ticket, moves_from
+from alarmgw.model import Device
 
 from .credentials import RANK, Role
 from .payloads import ticket_json
@@ -178,6 +180,7 @@ class Operations:
     def __init__(self, view: SiteView) -> None:
         self.view = view
         self._tally = RefusalTally()
+        self._assets = {a.device_id: a for a in view.site.config.asset_register()}
 
     async def perform(self, user: str, role: Role, command: str, args: dict[str, Any], channel: str) -> Any:
         """Authorise, run and audit one request. Raises a `Refused` (audited too) for
@@ -303,6 +306,18 @@ class Operations:
             "model": d.model,
             "faults": sorted(faults),
             "latest": {"at": iso(latest.at), "values": dict(latest.values)} if latest else None,
+            **self.asset_dates(d),
+        }
+
+    def asset_dates(self, d: Device) -> dict[str, Any]:
+        """Its warranty and rated life; a device learnt at run time has the promise's dates."""
+        a = self._assets.get(d.id) or asset(d.id, d.kind.value, d.commissioned_on)
+        today = self.view.clock.now().date()
+        return {
+            "commissioned_on": a.commissioned_on.isoformat() if a.commissioned_on else None,
+            "warranty_until": a.warranty_until.isoformat() if a.warranty_until else None,
+            "in_warranty": a.in_warranty(today),
+            "end_of_life": a.end_of_life.isoformat() if a.end_of_life else None,
         }
 
 

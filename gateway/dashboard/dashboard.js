@@ -213,6 +213,13 @@ function deviceOrder(devices) {
   return out;
 }
 
+// The asset register: the last day in warranty (after it parts are charged) and the rated life.
+function warranty(d) {
+  if (!d.warranty_until) return el("td", { class: "muted" }, "-");
+  const text = d.in_warranty ? `until ${d.warranty_until}` : `ended ${d.warranty_until}: parts at cost`;
+  return el("td", { class: d.in_warranty ? "" : "low", "data-warranty": d.id }, text, el("div", { class: "muted" }, `rated life to ${d.end_of_life}`));
+}
+
 function renderDevices(devices) {
   const body = $("devices").tBodies[0];
   body.replaceChildren(
@@ -227,6 +234,7 @@ function renderDevices(devices) {
         signal(d),
         el("td", {}, ...d.faults.map((f) => el("span", { class: "badge" }, f))),
         el("td", { class: "muted" }, lastHeard(d)),
+        warranty(d),
       ),
     ),
   );

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -119,6 +119,9 @@ async def test_engineer_sees_the_site_and_acknowledges_a_ticket(
     await expect(battery).to_have_text(f"{latest['battery_v']:.2f} V")
     await expect(battery).to_have_class(re.compile(r"\blow\b"))
     await expect(page.locator('td[data-signal="smoke-1"]')).to_have_text(f"{round(latest['rssi_dbm'])} dBm")
+    # the asset register: the test site was commissioned on 2026-01-01
+    warranty = "until 2026-12-31" if h.clock.now().date() <= date(2026, 12, 31) else "ended 2026-12-31: parts at cost"
+    await expect(page.locator('td[data-warranty="smoke-1"]')).to_have_text(f"{warranty}rated life to 2032-01-01")
     faults = await page.locator("#faults tbody tr").evaluate_all("rows => rows.map(r => r.dataset.fault)")
     assert sorted(faults) == ["pir-2/tamper", "smoke-1/low_battery"]
     await shot(page, "dashboard.png", tmp_path)

@@ -7,7 +7,7 @@ import asyncio
 import re
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -83,6 +83,13 @@ async def test_site_devices_faults_and_tickets_with_their_clocks(api: tuple[Harn
     assert one["id"] == ticket["id"] and one["device"] == "pir-2"
     detail = (await client.get("/api/devices/pir-2", headers=VIEW)).json()
     assert detail["id"] == "pir-2" and isinstance(detail["history"], list)
+    # the asset register: the test site was commissioned on 2026-01-01
+    assert (detail["commissioned_on"], detail["warranty_until"], detail["end_of_life"]) == (
+        "2026-01-01",
+        "2026-12-31",
+        "2032-01-01",
+    )
+    assert detail["in_warranty"] == (h.clock.now().date() <= date(2026, 12, 31))
 
 
 async def test_engineer_moves_a_ticket_and_it_is_audited(api: tuple[Harness, httpx.AsyncClient]) -> None:
