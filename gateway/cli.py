@@ -113,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id", metavar="ID", type=int, help="ticket number")
     show.add_argument("--json", action="store_true", help="print a JSON object")
     _store_args(show)
+    ua = tsub.add_parser("user-action", help="record what the customer did about the failure")
+    ua.add_argument("id", metavar="ID", type=int, help="ticket number")
+    ua.add_argument("text", metavar="TEXT", help="what the customer did, in their words or yours")
+    ua.add_argument("--by", metavar="NAME", default="cli", help="who talked to the customer (default: cli)")
+    _store_args(ua)
+    rec = tsub.add_parser("record", help="the failure record: cause, time, nature, type, location, impact, ...")
+    rec.add_argument("id", metavar="ID", type=int, help="ticket number")
+    rec.add_argument("--html", metavar="FILE", type=Path, help="also write it as a printable HTML page")
+    _store_args(rec)
     for name, state in MOVES.items():
         mv = tsub.add_parser(name, help=f"move a ticket to {state.value}")
         mv.add_argument("id", metavar="ID", type=int, help="ticket number")
@@ -151,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rem.add_argument("--json", action="store_true", help="print the answer as JSON")
     rem.add_argument("--note", metavar="TEXT", default="", help="note for a ticket move")
+    rem.add_argument("--text", metavar="TEXT", help="user_action: what the customer did about the failure")
     rem.add_argument("--all", action="store_true", help="tickets: include closed ones")
     rem.add_argument(
         "--timeout", metavar="S", type=float, default=10.0, help="how long to wait for the answer (default: 10)"
@@ -159,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "remote_command",
         metavar="COMMAND",
         help="status, devices, device ID, faults, poll ID, selftest ID, tickets, ticket ID, "
-        "ack|dispatch|arrive|resolve|close ID",
+        "ack|dispatch|arrive|resolve|close ID, user_action ID --text TEXT",
     )
     rem.add_argument("target", metavar="ID", nargs="?", help="device or ticket id")
 
@@ -375,6 +385,8 @@ def cmd_remote(args: argparse.Namespace) -> int:
         req["id"] = args.target
     if args.note:
         req["note"] = args.note
+    if args.text is not None:
+        req["text"] = args.text
     if args.all:
         req["all"] = True
     try:
@@ -515,6 +527,23 @@ def cmd_tickets(args: argparse.Namespace) -> int:
             else:
                 for k, v in data.items():
                     out.print(f"[bold]{k}[/]: {v}", highlight=False)
+            return 0
+        if args.action == "user-action":
+            text = args.text.strip()
+            if not text:
+                raise UsageError("TEXT: say what the customer did (it may not be empty)")
+            t = store.tickets.set_user_action(args.id, text, datetime.now(UTC), actor=args.by)
+            out.print(f"ticket {t.id}: the user's measures recorded (version {t.version})", highlight=False)
+            return 0
+        if args.action == "record":
+            from .failure_record import record, record_html
+
+            t = store.tickets.get(args.id)
+            rows = record(t, store.tickets.log(args.id))
+            for label, value in rows:
+                out.print(f"[bold]{escape(label)}[/]: {escape(value)}", highlight=False)
+            if args.html is not None:
+                args.html.write_text(record_html(t, rows), encoding="utf-8")
             return 0
         before = store.tickets.get(args.id)
         # The store queues the move for the uplink itself, in the same transaction.

@@ -264,6 +264,18 @@ class SiteCore:
         self.changes.publish(TicketEvent(to.value, stored, now))
         return stored
 
+    def set_user_action(self, ticket_id: int, text: str, *, actor: str) -> Ticket:
+        """Record what the customer did about the failure; raises NotFound or Unavailable."""
+        now = self.clock.now()
+        try:
+            stored = self.store.tickets.set_user_action(ticket_id, text, now, actor=actor)
+        except TicketNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        except StoreError as exc:
+            raise Unavailable(f"{exc}; try again") from exc
+        self.changes.publish(TicketEvent("user_action", stored, now))
+        return stored
+
     def _made_at(self, ticket_id: int, made_at: datetime, now: datetime) -> datetime:
         if made_at > now + MOVE_SKEW:
             raise Invalid(f"made_at {iso(made_at)} is in the future (the gateway's time is {iso(now)})")

@@ -182,6 +182,11 @@ class MoveIn(BaseModel):
     note: str = Field(default="", max_length=500, description="what was done or said")
 
 
+class UserActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=1000, description="what the customer did about the failure")
+
+
 # --- the routes: module level, the gateway's parts reached through the app's state -------
 
 
@@ -287,6 +292,12 @@ async def tickets(
 @router.get("/api/tickets/{ticket_id}", response_model=TicketOut, tags=["tickets"], responses=ONE)
 async def ticket(request: Request, who: Caller, ticket_id: TicketId) -> Any:
     return await perform(request, who, "ticket", id=ticket_id)
+
+
+@router.post("/api/tickets/{ticket_id}/user_action", response_model=TicketOut, tags=["tickets"], responses=MOVE)
+async def user_action(request: Request, who: Caller, ticket_id: TicketId, body: UserActionIn) -> Any:
+    """Record what the customer did about the failure (engineer), as the failure record asks."""
+    return await perform(request, who, "user_action", id=ticket_id, text=body.text)
 
 
 @router.post("/api/tickets/{ticket_id}/{action}", response_model=TicketOut, tags=["tickets"], responses=MOVE)

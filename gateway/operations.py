@@ -121,6 +121,13 @@ def _move(name: str) -> Handler:
     return move
 
 
+async def _user_action(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    text = _arg(args, "text").strip()
+    if not text:
+        raise Invalid("text: say what the customer did (it may not be empty)")
+    return ops.ticket(ops.view.set_user_action(_int_arg(args, "id"), text, actor=user))
+
+
 # The allow-list. Nothing else is ever run.
 COMMANDS: dict[str, Command] = {
     "status": Command("viewer", _status, reads_only=True),
@@ -132,6 +139,7 @@ COMMANDS: dict[str, Command] = {
     "poll": Command("engineer", _poll, reads_only=False),
     "selftest": Command("engineer", _selftest, reads_only=False),
     **{name: Command("engineer", _move(name), reads_only=False) for name in MOVES},
+    "user_action": Command("engineer", _user_action, reads_only=False),
 }
 
 

@@ -70,3 +70,7 @@ class SiteView(Protocol):
     ) -> Ticket:
         """A person moves a ticket; raises NotFound, Conflict or Unavailable."""
         ...
+
+    def set_user_action(self, ticket_id: int, text: str, *, actor: str) -> Ticket:
+        """Record what the customer did about the failure; raises NotFound or Unavailable."""
+        ...

@@ -32,6 +32,8 @@ _DATES = (
     "restored_at",
 )
 
+MAX_USER_ACTION = 1000  # characters of the user's measures kept on a ticket
+
 
 class Tickets:
     def __init__(self, db: Db, outbox: Outbox) -> None:
@@ -94,6 +96,13 @@ class Tickets:
             queued = [*(messages or []), *(ticket_messages(root, stored, action, at) if root else [])]
             self._outbox.add(conn, queued)
         return stored
+
+    def set_user_action(self, ticket_id: int, text: str, at: datetime, *, actor: str) -> Ticket:
+        """What the customer did about the failure, as whoever talked to them recorded it
+        (the failure record's "measures taken by the user"); a new version of the ticket."""
+        t = self.get(ticket_id)
+        changed = dataclasses.replace(t, user_action=text[:MAX_USER_ACTION], version=t.version + 1)
+        return self.write(changed, "user_action", at, actor=actor, note=text[:MAX_USER_ACTION])
 
     def move(self, ticket_id: int, to: TicketState, at: datetime, *, actor: str, note: str = "") -> Ticket:
         """A person moves a ticket along its lifecycle; raises IllegalTransition."""

@@ -168,6 +168,23 @@ def test_ticket_commands_move_and_refuse(site: Path, simulator: subprocess.Popen
         "closed",
     ]
     assert shown["history"][1]["actor"] == "eng-7"
+    # The failure record: what the customer did, recorded by whoever talked to them.
+    said = alarmgw(
+        "tickets", "user-action", tid, "covered the detector <and> called us", "--by", "desk-2", "--db", str(db)
+    )
+    assert said.returncode == 0, said.stderr
+    empty = alarmgw("tickets", "user-action", tid, "  ", "--db", str(db))
+    assert empty.returncode == 2 and "may not be empty" in empty.stderr
+    page = site.parent / "record.html"
+    rec = alarmgw("tickets", "record", tid, "--html", str(page), "--db", str(db))
+    assert rec.returncode == 0, rec.stderr
+    lines = dict(line.split(": ", 1) for line in rec.stdout.splitlines() if ": " in line)
+    assert lines["measures taken by the user"] == "covered the detector <and> called us"
+    assert lines["engineers"] == "eng-7" and lines["location"] and lines["degree of impact"]
+    assert lines["type"].startswith("tamper on a pir detector (pir-2)")
+    assert "covered the detector &lt;and&gt; called us" in page.read_text()
+    shown = json.loads(alarmgw("tickets", "show", tid, "--json", "--db", str(db)).stdout)
+    assert shown["user_action"] == "covered the detector <and> called us" and shown["history"][-1]["actor"] == "desk-2"
     missing = alarmgw("tickets", "show", "999", "--db", str(db))
     assert missing.returncode == 2 and "no ticket 999" in missing.stderr
     huge = alarmgw("tickets", "ack", str(10**25), "--db", str(db))  # more than SQLite can hold

@@ -92,6 +92,22 @@ async def test_site_devices_faults_and_tickets_with_their_clocks(api: tuple[Harn
     assert detail["in_warranty"] == (h.clock.now().date() <= date(2026, 12, 31))
 
 
+async def test_the_users_measures_are_recorded_by_an_engineer(api: tuple[Harness, httpx.AsyncClient]) -> None:
+    h, client = api
+    h.sim.inject("pir-2", "tamper")
+    await h.cycle(1)
+    (t,) = h.tickets()
+    url = f"/api/tickets/{t.id}/user_action"
+    assert (await client.post(url, headers=VIEW, json={"text": "reset it"})).status_code == 403
+    assert (await client.post(url, headers=ENG, json={"text": ""})).status_code == 422
+    assert (await client.post(url, headers=ENG, json={"text": "x" * 1001})).status_code == 422
+    r = await client.post(url, headers=ENG, json={"text": "the customer reset the panel"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["user_action"], r.json()["version"]) == ("the customer reset the panel", t.version + 1)
+    assert h.gateway.store.tickets.log(t.id or 0)[-1]["action"] == "user_action"
+    assert (await client.post("/api/tickets/999/user_action", headers=ENG, json={"text": "x"})).status_code == 404
+
+
 async def test_engineer_moves_a_ticket_and_it_is_audited(api: tuple[Harness, httpx.AsyncClient]) -> None:
     h, client = api
     h.sim.inject("pir-2", "tamper")
