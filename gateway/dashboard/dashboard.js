@@ -108,6 +108,12 @@ function renderTickets() {
         actions.append(b);
       }
     }
+    if (engineer) {
+      // The failure record's "measures taken by the user", from the note field.
+      const b = el("button", { type: "button", "data-action": "user_action", title: "record the note as what the customer did" }, "customer did");
+      b.addEventListener("click", () => userAction(t.id, b));
+      actions.append(b);
+    }
     const clocks = CLOCKS.map((name) => el("td", { class: "clock", "data-clock": name }));
     const lost = t.casualties.length ? el("div", { class: "muted" }, `lost behind it: ${t.casualties.join(", ")}`) : "";
     body.append(
@@ -116,7 +122,8 @@ function renderTickets() {
         { "data-ticket": t.id },
         el("td", { class: "num" }, t.id),
         el("td", {}, t.device, el("div", { class: "muted" }, t.location || "")),
-        el("td", {}, t.title, lost, t.fault_active ? "" : el("div", { class: "muted" }, "restored")),
+        el("td", {}, t.title, lost, t.fault_active ? "" : el("div", { class: "muted" }, "restored"),
+          t.user_action ? el("div", { class: "muted", "data-user-action": t.id }, `customer: ${t.user_action}`) : ""),
         el("td", { "data-state": t.state }, t.state.replace("_", " ")),
         ...clocks,
         actions,
@@ -272,6 +279,24 @@ async function move(id, action, button) {
     delete state.notes[id];
   } catch (e) {
     $("action-error").textContent = `ticket ${id}: ${action} refused: ${e.message}`;
+  }
+  button.disabled = false;
+  await refresh();
+}
+
+async function userAction(id, button) {
+  const text = (state.notes[id] || "").trim();
+  $("action-error").textContent = "";
+  if (!text) {
+    $("action-error").textContent = `ticket ${id}: write what the customer did in the note first`;
+    return;
+  }
+  button.disabled = true;
+  try {
+    await api(`/api/tickets/${id}/user_action`, { method: "POST", body: JSON.stringify({ text }) });
+    delete state.notes[id];
+  } catch (e) {
+    $("action-error").textContent = `ticket ${id}: refused: ${e.message}`;
   }
   button.disabled = false;
   await refresh();

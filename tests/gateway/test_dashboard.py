@@ -132,11 +132,20 @@ async def test_engineer_sees_the_site_and_acknowledges_a_ticket(
     await expect(tamper.locator("td[data-state]")).to_have_text("acknowledged")
     await expect(tamper.locator('td[data-clock="response"]')).to_have_text("met")
     buttons = await tamper.locator("button").all_inner_texts()
-    assert buttons == ["dispatch", "resolve"]
+    assert buttons == ["dispatch", "resolve", "customer did"]
     moved = h.gateway.store.tickets.get(tickets["tamper"].id)
     assert moved.state.value == "acknowledged"
     (entry,) = [e for e in h.gateway.store.tickets.log(moved.id) if e["action"] == "acknowledged"]
     assert (entry["actor"], entry["note"]) == ("eng-1", "customer called, cover refitted")
+    # the failure record's "measures taken by the user", from the note field
+    await tamper.locator('button[data-action="user_action"]').click()
+    await expect(page.locator("#action-error")).to_contain_text("write what the customer did")
+    await tamper.locator(f'input[data-note="{moved.id}"]').fill("the customer refitted the cover")
+    await tamper.locator('button[data-action="user_action"]').click()
+    await expect(tamper.locator(f'div[data-user-action="{moved.id}"]')).to_have_text(
+        "customer: the customer refitted the cover"
+    )
+    assert h.gateway.store.tickets.get(moved.id).user_action == "the customer refitted the cover"
     assert await csp_refusals(page) == []  # script, style, API calls, the move: all its own
 
 
