@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from .complaints import ComplaintRules
 from .incidents import IncidentRules
 
 MAX_TOKEN_LIFETIME_S = 7 * 86_400  # a week: past it a lost laptop stays logged in too long
@@ -46,3 +47,4 @@ class DeskConfig(BaseModel):
     max_body_bytes: Int = Field(default=16 * 1024, ge=1024, le=MAX_BODY_BYTES)
     db_wait_s: Float = Field(default=5.0, gt=0, le=60)  # for a database connection, then 503
     incidents: IncidentRules = IncidentRules()
+    complaints: ComplaintRules = ComplaintRules()

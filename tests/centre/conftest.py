@@ -45,7 +45,7 @@ async def migrated(pg: str) -> AsyncIterator[str]:
     async with await db.connect(pg) as conn:
         await db.migrate(conn)
         await conn.execute(
-            "TRUNCATE sites, events, tickets, telemetry_latest, dead_letters, centre_tickets, centre_escalations"
-            " RESTART IDENTITY"
+            "TRUNCATE sites, events, tickets, telemetry_latest, dead_letters, centre_tickets, centre_escalations,"
+            " complaints RESTART IDENTITY"
         )
     yield pg
