@@ -133,7 +133,7 @@ async function start() {
 }
 
 async function refresh() {
-  await Promise.all([loadTickets(), loadIncidents(), loadSites()]);
+  await Promise.all([loadTickets(), loadIncidents(), loadSites(), loadComplaints()]);
   $("status").textContent = `as of ${local(state.at)}`;
   if (state.chosen) await openTicket(state.chosen.site, state.chosen.ref, false);
 }
@@ -198,6 +198,63 @@ async function loadSites() {
       el("td", {}, local(s.last_heard_at)), el("td", {}, s.devices_in_fault), el("td", {}, s.open_tickets));
   }));
   $("site-count").textContent = `(${body.total})`;
+}
+
+// --- complaints ---------------------------------------------------------------------------
+
+function complaintClock(c) {
+  const text = c.state === "running" ? `${span(c.remaining_s)} left` : c.state;
+  return el("td", { class: `clock ${c.state}` }, text);
+}
+
+const complaintNotes = {};
+
+async function loadComplaints() {
+  const body = await api("/api/complaints");
+  const may = state.me.may.includes("move");
+  $("complaints").tBodies[0].replaceChildren(...body.complaints.map((c) => {
+    const next = c.acknowledged_at ? "resolve" : "acknowledge";
+    const act = el("td", {});
+    if (may) {
+      // What is being typed outlives the refresh that redraws the table.
+      const note = el("input", { type: "text", size: "16", placeholder: next === "resolve" ? "how it was resolved" : "note", "data-complaint-note": c.id, value: complaintNotes[c.id] || "" });
+      note.addEventListener("input", () => { complaintNotes[c.id] = note.value; });
+      const b = el("button", { type: "button", "data-complaint-step": next }, next);
+      b.addEventListener("click", () => complaintStep(c.id, next, note.value));
+      act.append(note, b);
+    }
+    return el("tr", { "data-complaint": c.id },
+      el("td", {}, c.id), el("td", {}, c.site), el("td", {}, c.customer), el("td", {}, c.channel.replace("_", " ")),
+      el("td", {}, c.text, c.tickets.length ? el("div", { class: "muted" }, `tickets ${c.tickets.join(", ")}`) : ""),
+      complaintClock(c.clocks.acknowledge), complaintClock(c.clocks.resolve), act);
+  }));
+  $("complaint-count").textContent = `(${body.complaints.length})`;
+  $("complain").hidden = !may;
+}
+
+async function complaintStep(id, step, note) {
+  $("c-error").textContent = "";
+  try {
+    await api(`/api/complaints/${id}/${step}`, { method: "POST", body: JSON.stringify({ note }) });
+    delete complaintNotes[id];
+  } catch (e) {
+    $("c-error").textContent = `complaint ${id}: ${e.message}`;
+  }
+  await loadComplaints();
+}
+
+async function complain(event) {
+  event.preventDefault();
+  $("c-error").textContent = "";
+  const tickets = $("c-tickets").value.split(",").map((t) => t.trim()).filter(Boolean);
+  const doc = { site: $("c-site").value.trim(), customer: $("c-customer").value.trim(), channel: $("c-channel").value, text: $("c-text").value.trim(), tickets };
+  try {
+    await api("/api/complaints", { method: "POST", body: JSON.stringify(doc) });
+    $("complain").reset();
+  } catch (e) {
+    $("c-error").textContent = e.message;
+  }
+  await loadComplaints();
 }
 
 // --- one ticket -------------------------------------------------------------------------
@@ -316,6 +373,7 @@ for (const s of document.querySelectorAll(".tzname")) s.textContent = zoneLabel(
 $("login").addEventListener("submit", logIn);
 $("logout").addEventListener("click", logOut);
 $("assign").addEventListener("submit", assign);
+$("complain").addEventListener("submit", complain);
 $("filters").addEventListener("submit", (e) => { e.preventDefault(); loadTickets().catch((err) => { $("status").textContent = err.message; }); });
 $("f-area").addEventListener("change", () => loadTickets().catch(() => {}));
 $("f-state").addEventListener("change", () => loadTickets().catch(() => {}));

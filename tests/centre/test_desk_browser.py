@@ -124,6 +124,28 @@ async def test_log_in_see_tickets_sorted_filter_open_one_and_assign(
     await expect(detail.locator("#d-history li").last).to_contain_text("acknowledged by dora")
     await expect(detail.locator("#d-moves button")).to_have_text(["dispatch", "resolve"])
     await expect(page.locator("#tickets tr[data-key='north-4/c1'] td").nth(5)).to_have_text("acknowledged")
+
+    # A customer's complaint: recorded, acknowledged, resolved, each against its clock.
+    await page.fill("#c-site", "city-1")
+    await page.fill("#c-customer", "Ms Adeyemi")
+    await page.select_option("#c-channel", "email")
+    await page.fill("#c-tickets", "1, 2")
+    await page.fill("#c-text", "Nobody came back to us about the siren")
+    await page.click("#complain button[type=submit]")
+    row = page.locator("#complaints tr[data-complaint]")
+    await expect(row).to_have_count(1)
+    await expect(row.locator("td").nth(4)).to_have_text("Nobody came back to us about the siren" + "tickets 1, 2")
+    await expect(row.locator("td").nth(5)).to_have_text("1 d 0 h left")  # 24 h by default
+    await row.locator("[data-complaint-step=acknowledge]").click()
+    await expect(row.locator("td").nth(5)).to_have_text("met")
+    await row.locator("[data-complaint-step=resolve]").click()  # without saying how: refused
+    await expect(page.locator("#c-error")).to_contain_text("say how it was resolved")
+    await row.locator("input[data-complaint-note]").fill("engineer visited, siren replaced")
+    await row.locator("[data-complaint-step=resolve]").click()
+    await expect(page.locator("#complaints tr[data-complaint]")).to_have_count(0)  # no longer open
+    async with desk_pool.connection() as conn:
+        cur = await conn.execute("SELECT channel, tickets, resolution, resolved_by FROM complaints")
+        assert await cur.fetchall() == [("email", ["1", "2"], "engineer visited, siren replaced", "dora")]
     assert await page.evaluate("window.cspRefusals") == []
     await context.close()
 
@@ -140,6 +162,7 @@ async def test_a_viewer_sees_no_dispatch_form_or_moves(
     await expect(page.locator("#d-plan")).to_have_text("No engineer assigned.")
     await expect(page.locator("#assign")).to_be_hidden()
     await expect(page.locator("#d-moves button")).to_have_count(0)
+    await expect(page.locator("#complain")).to_be_hidden()  # a viewer reads complaints, records none
     await page.click("#logout")
     await expect(page.locator("#login")).to_be_visible()
     assert await page.evaluate("sessionStorage.getItem('alarmgw-desk-token')") is None
