@@ -17,7 +17,7 @@ from datetime import datetime
 
 import psycopg
 
-from .parse import Dead, Event, Parsed, Replayed, Status, Telemetry, TicketVersion, dead
+from .parse import Assets, Dead, Event, Parsed, Replayed, Status, Telemetry, TicketVersion, dead
 
 Conn = psycopg.AsyncConnection[tuple[object, ...]]
 
@@ -78,6 +78,7 @@ async def _write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, b
     telemetry: dict[tuple[str, str], Telemetry] = {}
     status: dict[str, Status] = {}
     replayed: dict[str, datetime] = {}
+    assets: dict[str, Assets] = {}
     heard: set[str] = set()
     deads: list[Dead] = []
     for m in batch:
@@ -101,10 +102,13 @@ async def _write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, b
                     telemetry[tkey] = p
             elif isinstance(p, Replayed):
                 replayed[p.site_id] = max(p.at, replayed.get(p.site_id, p.at))
+            elif isinstance(p, Assets) and (p.site_id not in assets or p.at > assets[p.site_id].at):
+                assets[p.site_id] = p
     await _sites(conn, heard, status, replayed, received_at, book)
     new_ids = await _events(conn, events, received_at)
     await write_tickets(conn, tickets, received_at)
     fresh = await _telemetry(conn, telemetry, received_at)
+    await _assets(conn, assets, received_at)
     await _dead(conn, deads, received_at)
     out = Written(dead=len(deads), reasons=[d.reason for d in deads])
     out.escalations = [e.payload for i, e in events.items() if e.kind == "escalation" and i in new_ids]
@@ -242,6 +246,19 @@ async def _telemetry(conn: Conn, telemetry: dict[tuple[str, str], Telemetry], at
         (at, [r.site_id for r in rows], [r.device_id for r in rows], [r.at for r in rows], [r.payload for r in rows]),
     )
     return {(str(s), str(d)) for s, d in await cur.fetchall()}
+
+
+async def _assets(conn: Conn, assets: dict[str, Assets], at: datetime) -> None:
+    """Each site's register and plan, kept if newer than the stored one (sites restart rarely)."""
+    for a in assets.values():
+        await conn.execute(
+            """
+            INSERT INTO site_assets AS s (site_id, at, doc, received_at) VALUES (%s, %s, %s::jsonb, %s)
+            ON CONFLICT (site_id) DO UPDATE SET at = excluded.at, doc = excluded.doc, received_at = excluded.received_at
+            WHERE excluded.at > s.at
+            """,
+            (a.site_id, a.at, a.doc, at),
+        )
 
 
 async def _dead(conn: Conn, deads: list[Dead], at: datetime) -> None:

@@ -117,9 +117,10 @@ def build_app(pool: AsyncConnectionPool, config: DeskConfig, clock: Clock, relay
 
     app.add_exception_handler(psycopg.OperationalError, unavailable)
     app.add_exception_handler(PoolTimeout, unavailable)
-    from . import desk_complaints  # its routes use this module's permission check
+    from . import desk_complaints, desk_plans  # their routes use this module's permission check
 
     app.include_router(desk_complaints.router)
+    app.include_router(desk_plans.router)
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:

@@ -21,9 +21,10 @@ unacknowledged and the worker reconnects once it has worked off its queue, so th
 broker sends it again. Nothing is lost and memory stays bounded either way; a bound in bytes
 takes a backlog of small messages in one go instead of reading it twice.
 
-Statuses are subscribed to by every worker, not shared: brokers send retained messages to a
-new shared subscription or not (MQTT 5 says not), and the centre must learn each site's
-retained `online` / `offline` when it starts. They are few, and writing them is idempotent.
+Statuses and asset registers are subscribed to by every worker, not shared: brokers send
+retained messages to a new shared subscription or not (MQTT 5 says not), and the centre
+must learn each site's retained `online` / `offline` and its assets when it starts. They are
+few, and writing them is idempotent.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class IngestWorker:
 
     def topics(self) -> list[str]:
         shared = [f"$share/{self.cfg.group}/{self.root}/+/{k}" for k in SHARED_KINDS]
-        return [*shared, f"{self.root}/+/status"]
+        return [*shared, f"{self.root}/+/status", f"{self.root}/+/assets"]
 
     async def _stay_connected(self) -> None:
         backoff = self._backoff()

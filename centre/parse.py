@@ -43,6 +43,7 @@ SCHEMAS = {
     "escalations": "escalation.schema.json",
     "telemetry": "telemetry.schema.json",
     "status": "status.schema.json",
+    "assets": "assets.schema.json",
 }
 EventKind = Literal["ticket", "fault", "escalation"]
 _EVENT_KIND: dict[str, EventKind] = {"tickets": "ticket", "faults": "fault", "escalations": "escalation"}
@@ -91,6 +92,15 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class Assets:
+    """A site's asset register and maintenance plan (retained; the newest counts)."""
+
+    site_id: str
+    at: datetime
+    doc: str  # the message, JSON
+
+
+@dataclass(frozen=True, slots=True)
 class Replayed:
     """The gateway's outbox was drained: everything it held while away has been sent."""
 
@@ -106,7 +116,7 @@ class Dead:
     size: int
 
 
-Parsed = Event | TicketVersion | Telemetry | Status | Replayed | Dead
+Parsed = Event | TicketVersion | Telemetry | Status | Replayed | Assets | Dead
 
 
 class _Refused(Exception):
@@ -159,7 +169,7 @@ def _parse(root: str, topic: str, payload: bytes, max_bytes: int) -> list[Parsed
     site, kind, rest = parts[0], parts[1] if len(parts) > 1 else "", parts[2:]
     if not _SITE.match(site):
         raise _Refused("site id in the topic is not a site id (letters, digits, . _ -; at most 64)")
-    if kind in ("status", "replayed"):
+    if kind in ("status", "replayed", "assets"):
         if rest:
             raise _Refused(f"unknown topic shape: nothing may follow {kind}")
     elif kind in SCHEMAS:
@@ -185,6 +195,8 @@ def _parse(root: str, topic: str, payload: bytes, max_bytes: int) -> list[Parsed
     _validate(SCHEMAS[kind], doc)
     if doc["site"] != site:
         raise _Refused(f"site {str(doc['site'])[:64]!r} in the payload is not the topic's site {site!r}")
+    if kind == "assets":
+        return [Assets(site, _stamp(doc["at"], "at"), text)]
     if kind == "telemetry":
         if doc["device"] != rest[0]:
             raise _Refused("device in the payload is not the topic's device")

@@ -18,13 +18,15 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from alarmgw.clock import Clock, SystemClock
+from alarmgw.diagnostics.assets import asset
 from alarmgw.diagnostics.engine import FaultCleared, FaultRaised
 from alarmgw.diagnostics.escalation import Escalation
+from alarmgw.diagnostics.maintenance import plan
 
 from . import permissions
 from .changes import TelemetryDue, TicketEvent
 from .core import SiteCore
-from .messages import telemetry_messages
+from .messages import OutboxMessage, asset_messages, telemetry_messages
 from .metrics import GatewayMetrics
 from .operations import Operations
 from .scheduler import PollJob, Supervised
@@ -153,6 +155,7 @@ class Gateway:
             uplink.on_ha_online = ha.announce
             core.changes.listen(ha.on_change)
             ha.announce()
+        store.outbox.enqueue(self._asset_messages())
         interval = cfg.uplink.telemetry_interval_s
         if interval:
 
@@ -162,6 +165,20 @@ class Gateway:
 
             core.jobs.append(PollJob(f"telemetry@{interval:g}s", interval, send_telemetry))
         return uplink.run
+
+    def _asset_messages(self) -> list[OutboxMessage]:
+        """The asset register and the maintenance plan for the centre (retained: the newest
+        replaces the one queued or kept)."""
+        cfg = self.site.config
+        system = asset(cfg.site.id, "site", cfg.site.commissioned_on)
+        visits = (
+            plan(cfg.site.commissioned_on, system.warranty_until, cfg.maintenance.regular_months)
+            if cfg.site.commissioned_on is not None and system.warranty_until is not None
+            else []
+        )
+        return asset_messages(
+            self.topic_root, cfg.site.id, self.clock.now(), cfg.asset_register(), system.warranty_until, visits
+        )
 
     async def _close_links(self) -> None:
         if self._core is not None:

@@ -9,6 +9,7 @@ Topic tree under the topic root (default `alarmgw/<site id>`), payloads in docs/
   escalations/<ticket id> a service clock about to break, or broken, QoS 1
   telemetry/<device id>   periodic device state, QoS 0, first to go when the outbox is full
   state/<device id>       retained device state for Home Assistant, only the newest kept
+  assets                  retained asset register and maintenance plan, sent at start
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from alarmgw.clock import iso
+from alarmgw.diagnostics.assets import Asset
 from alarmgw.diagnostics.engine import FaultChange
 from alarmgw.diagnostics.escalation import Escalation
+from alarmgw.diagnostics.maintenance import Visit
 from alarmgw.diagnostics.rules import FaultTable
 from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.model import DeviceKind, Reading
@@ -28,6 +31,7 @@ from alarmgw.model import DeviceKind, Reading
 from .payloads import fault_event, telemetry, ticket_event
 
 ESCALATION_SCHEMA = "alarmgw/escalation/1"
+ASSETS_SCHEMA = "alarmgw/assets/1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +97,32 @@ def state_messages(root: str, states: Sequence[tuple[str, bytes]]) -> list[Outbo
 def discovery_messages(configs: Iterable[tuple[str, bytes]]) -> list[OutboxMessage]:
     """Retained Home Assistant discovery configs; a newer one replaces a queued older one."""
     return [OutboxMessage("discovery", t, p, qos=1, retain=True) for t, p in configs]
+
+
+def asset_messages(
+    root: str, site_id: str, at: datetime, assets: Sequence[Asset], warranty_until: date | None, visits: Sequence[Visit]
+) -> list[OutboxMessage]:
+    """The site's asset register and maintenance plan, retained, so the service centre can
+    plan across sites (visits due, warranties ending, devices at their rated life)."""
+
+    def day(d: date | None) -> str | None:
+        return d.isoformat() if d else None
+
+    doc = {
+        "schema": ASSETS_SCHEMA,
+        "site": site_id,
+        "at": iso(at),
+        "warranty_until": day(warranty_until),
+        "visits": [{"n": v.n, "kind": v.kind, "opens": day(v.opens), "closes": day(v.closes)} for v in visits],
+        "devices": [
+            {
+                "device": a.device_id,
+                "kind": a.kind,
+                "commissioned_on": day(a.commissioned_on),
+                "warranty_until": day(a.warranty_until),
+                "end_of_life": day(a.end_of_life),
+            }
+            for a in assets
+        ],
+    }
+    return [OutboxMessage("assets", f"{root}/assets", dump(doc), qos=1, retain=True)]

@@ -46,6 +46,6 @@ async def migrated(pg: str) -> AsyncIterator[str]:
         await db.migrate(conn)
         await conn.execute(
             "TRUNCATE sites, events, tickets, telemetry_latest, dead_letters, centre_tickets, centre_escalations,"
-            " complaints RESTART IDENTITY"
+            " complaints, site_assets RESTART IDENTITY"
         )
     yield pg

@@ -54,3 +54,29 @@ def test_fault_and_telemetry_events_match_their_schemas() -> None:
     check("fault-event", fault_event("s1", FaultRaised("pir-1", "tamper", T0, T0), codes))
     check("fault-event", fault_event("s1", FaultCleared("pir-1", "tamper", T0), {**codes, "sia": None}))
     check("telemetry", telemetry("s1", Reading("pir-1", T0, {"battery_v": 3.01, "tamper": False})))
+
+
+def test_the_asset_register_and_plan_match_their_schema() -> None:
+    from datetime import date
+
+    from alarmgw.diagnostics.assets import asset
+    from alarmgw.diagnostics.maintenance import plan
+    from alarmgw.gateway.messages import asset_messages
+
+    site = asset("s1", "site", date(2026, 2, 16))
+    assert site.warranty_until is not None
+    devices = [asset("smoke-1", "smoke_detector", date(2026, 2, 16)), asset("pir-1", "pir_detector", None)]
+    visits = plan(date(2026, 2, 16), site.warranty_until)
+    (m,) = asset_messages("alarmgw/s1", "s1", T0, devices, site.warranty_until, visits)
+    assert (m.topic, m.retain, m.qos) == ("alarmgw/s1/assets", True, 1)
+    doc = json.loads(m.payload)
+    check("assets", doc)
+    assert doc["visits"][-1] == {"n": 7, "kind": "pre_expiry", "opens": "2027-02-06", "closes": "2027-02-15"}
+    assert doc["devices"][1] == {
+        "device": "pir-1",
+        "kind": "pir_detector",
+        "commissioned_on": None,
+        "warranty_until": None,
+        "end_of_life": None,
+    }
+    check("assets", json.loads(asset_messages("alarmgw/s1", "s1", T0, [], None, [])[0].payload))

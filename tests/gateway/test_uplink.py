@@ -130,6 +130,12 @@ async def test_uplink_carries_availability_faults_and_every_ticket_change(uplink
     await listener.wait_for(lambda: any(t == f"{root}/telemetry/smoke-1" for t, _ in listener.messages))
     (tele, *_) = [doc for t, doc in listener.messages if t == f"{root}/telemetry/smoke-1"]
     assert tele["schema"] == "alarmgw/telemetry/1" and 2.5 < tele["values"]["battery_v"] < 3.3
+    # the asset register and the maintenance plan, for the centre's plans across sites
+    (assets,) = [doc for t, doc in listener.messages if t == f"{root}/assets"]
+    assert (assets["schema"], assets["site"]) == ("alarmgw/assets/1", "test-site")
+    assert assets["warranty_until"] == "2026-12-31"
+    assert [v["kind"] for v in assets["visits"]][:3] == ["monthly"] * 3
+    assert {d["device"] for d in assets["devices"]} >= {"host-1", "smoke-1", "pir-2"}
 
 
 async def test_broker_outage_loses_nothing_and_keeps_order(tmp_path: Path) -> None:
