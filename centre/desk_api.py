@@ -23,6 +23,7 @@ from fastapi.security import HTTPBearer
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from alarmgw.asgi_guard import MAX_HEAD_BYTES
 from alarmgw.clock import Clock, iso
 from alarmgw.diagnostics.tickets import MOVES, TRANSITIONS, IllegalTransition, TicketState, moves_from
 
@@ -30,7 +31,7 @@ from . import desk_auth as auth
 from . import desk_sla, desk_store, liveness
 from .desk_auth import Permission, User
 from .desk_config import DeskConfig
-from .desk_guard import MAX_HEAD_BYTES, TOKEN, USER, DeskGuard, Unavailable
+from .desk_guard import TOKEN, USER, DeskGuard, Unavailable
 from .desk_incidents import incidents_of
 from .relay import RelayRefused, RelayUnreachable
 

@@ -7,16 +7,27 @@ names is left on the request's scope."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from alarmgw import asgi_guard
+from alarmgw.asgi_guard import (
+    BODY_TIMEOUT_S,
+    LOOPBACK_NAMES,
+    MAX_HEAD_BYTES,
+    SECURITY_HEADERS,
+    Gone,
+    TokenBuckets,
+    bearer,
+    host_name,
+    read_body,
+    replay,
+    with_headers,
+)
 from alarmgw.clock import Clock
 
 from .desk_auth import User
@@ -26,63 +37,21 @@ log = logging.getLogger(__name__)
 
 USER = "alarmgw.desk.user"  # scope key: the User the bearer token names
 TOKEN = "alarmgw.desk.token"  # scope key: the token itself (for logout)
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = [
-    (b"content-security-policy", CSP.encode()),
-    (b"x-frame-options", b"DENY"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
-]
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# The page's answers are the fleet's tickets: nothing of them is kept in a cache either.
+DESK_HEADERS = [*SECURITY_HEADERS, (b"cache-control", b"no-store")]
 OPEN_PATHS = ("/", "/favicon.ico", "/api/openapi.json", "/api/login")
 OPEN_PREFIX = "/desk/"
 MIN_BURST = 20  # the page's first load (page, script, style, four reads) with room to spare
-MAX_CLIENTS = 4096  # addresses remembered; past it the longest quiet is forgotten
-MAX_HEAD_BYTES = 16 * 1024
 # Logins per client address, on top of the general limit: ten tries at once, then one every
 # two seconds, so guessing a password from one address takes years.
 LOGIN_BURST = 10
 LOGIN_RATE = 0.5
-BODY_TIMEOUT_S = 10.0  # a body of a few KiB that takes longer is someone holding a connection
 
 Holder = Callable[[str], Awaitable[User | None]]
 
 
 class Unavailable(Exception):
     """The token cannot be checked now (the database does not answer): 503."""
-
-
-class TokenBuckets:
-    """`burst` requests at once per client, refilled at `rate` a second."""
-
-    def __init__(self, rate: float, burst: float, max_clients: int = MAX_CLIENTS) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.max_clients = max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def take(self, client: str, now: float) -> float:
-        """0 when `client` may go ahead, else the seconds it must wait."""
-        tokens, then = self._buckets.pop(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - then) * self.rate)
-        wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
-        self._buckets[client] = (max(-self.burst, tokens - 1), now)
-        if len(self._buckets) > self.max_clients:
-            self._buckets.popitem(last=False)
-        return wait
-
-
-def host_name(value: bytes) -> str:
-    """The name in a Host header without its port: `[::1]:8480` -> `::1`."""
-    text = value.decode("latin-1").strip().lower()
-    if text.startswith("["):
-        return text[1:].partition("]")[0]
-    name, colon, _port = text.rpartition(":")
-    return (name if colon and ":" not in name else text).rstrip(".")
 
 
 class DeskGuard:
@@ -101,7 +70,7 @@ class DeskGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        send = _with_headers(send)
+        send = with_headers(send, DESK_HEADERS)
         client = scope["client"][0] if scope.get("client") else "?"
         host = auth = None
         length: float = 0
@@ -123,9 +92,9 @@ class DeskGuard:
             client may lose the answer with it. A big or chunked one closes the connection."""
             close = unread
             if unread and not chunked and length <= self.config.max_body_bytes:
-                with contextlib.suppress(TimeoutError, _Gone):
-                    close = await _body(receive, self.config.max_body_bytes) is None
-            await _refuse(send, status, detail, close, headers)
+                with contextlib.suppress(TimeoutError, Gone):
+                    close = await read_body(receive, self.config.max_body_bytes) is None
+            await asgi_guard.refuse(send, status, detail, close, headers)
 
         wait = self.buckets.take(client, self.clock.monotonic())
         if not wait and scope["path"] == "/api/login":
@@ -146,7 +115,7 @@ class DeskGuard:
             return
         path = scope["path"]
         if path not in OPEN_PATHS and not path.startswith(OPEN_PREFIX):
-            token = _bearer(auth)
+            token = bearer(auth)
             try:
                 user = await self.holder(token) if token else None
             except Unavailable as exc:
@@ -163,76 +132,14 @@ class DeskGuard:
             body = None
             if length <= most:
                 try:
-                    body = await _body(receive, most)
+                    body = await read_body(receive, most)
                 except TimeoutError:
-                    await _refuse(send, 408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s", True)
+                    await asgi_guard.refuse(send, 408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s", True)
                     return
-                except _Gone:
+                except Gone:
                     return
             if body is None:
-                await _refuse(send, 413, f"the body is over {most} bytes, the most the desk takes", True)
+                await asgi_guard.refuse(send, 413, f"the body is over {most} bytes, the most the desk takes", True)
                 return
-            receive = _replay(body, receive)
+            receive = replay(body, receive)
         await self.app(scope, receive, send)
-
-
-def _bearer(auth: bytes | None) -> str:
-    if auth is None:
-        return ""
-    scheme, _, token = auth.decode("latin-1").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-class _Gone(Exception):
-    """The client went away while sending its body."""
-
-
-async def _body(receive: Receive, most: int) -> bytes | None:
-    """The whole body, or None once it passes `most` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    async with asyncio.timeout(BODY_TIMEOUT_S):
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Gone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > most:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-
-def _with_headers(send: Send) -> Send:
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
-        await send(message)
-
-    return sending
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    given = False
-
-    async def replayed() -> Message:
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replayed
-
-
-async def _refuse(
-    send: Send, status: int, detail: str, close: bool, headers: Iterable[tuple[bytes, bytes]] = ()
-) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), *headers]
-    if close:
-        head.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})

@@ -7,19 +7,28 @@ headers on every answer. Refusals are logged at most once a minute each, with a 
 
 from __future__ import annotations
 
-# at run time.
-import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import math
-from collections import OrderedDict
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from alarmgw.asgi_guard import (
+    BODY_TIMEOUT_S,
+    LOOPBACK_NAMES,
+    MAX_HEAD_BYTES,
+    SECURITY_HEADERS,
+    Gone,
+    TokenBuckets,
+    bearer,
+    host_name,
+    read_body,
+    refuse,
+    replay,
+    with_headers,
+)
 from alarmgw.clock import Clock
 
 if TYPE_CHECKING:
@@ -28,32 +37,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNAUTHORIZED = "a valid bearer token is required"
-# Request line and headers. h11 holds an unfinished head to this; a head that arrives whole
-# in one read is measured here.
-MAX_HEAD_BYTES = 16 * 1024
-
-
-# The dashboard loads only its own page, script and style and calls only its own API; no other
-# page may frame it (its ticket buttons), have a type guessed, or learn its address.
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = [
-    (b"content-security-policy", CSP.encode()),
-    (b"x-frame-options", b"DENY"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-]
-# Names a loopback dashboard is reached by; the connection's own address is good too.
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # Paths served without a token: the dashboard's files (it asks for the token itself) and the
 # OpenAPI document (the same for every gateway of a version: it describes, it holds no data).
 OPEN_PATHS = ("/", "/favicon.ico", "/api/openapi.json")
 OPEN_PREFIX = "/dashboard/"
 MIN_BURST = 16  # a dashboard's first load (page, script, style, icon, five reads), with room to spare
-MAX_CLIENTS = 4096  # addresses the rate limit remembers; past it the longest quiet is forgotten
-BODY_TIMEOUT_S = 10.0  # a body of a few KiB that takes longer is someone holding a connection
 LOG_EVERY_S = 60.0  # a refusal that repeats is logged at most this often, with its count
 HOLD = "alarmgw.hold_s"  # set on a request's scope: its connection reads nothing more for this long
 HOLD_MAX_S = 1.0  # ... at most: enough to spread a flood out, short for a client that waits as told
@@ -102,34 +90,6 @@ class Tally:
             log.warning("http %s: %s (%d like it since the last line)", what, self.reason, held + 1)
 
 
-class TokenBuckets:
-    """Requests per client: a bucket of `burst` tokens each, refilled at `rate` a second; a
-    request takes one. A refused request takes one too, down to a debt of `burst`: a client
-    that does not wait is told to wait longer, each of its requests a turn later than the
-    last, so what it sends over many connections comes back one by one, not all at once.
-    At most `max_clients` buckets are kept, the least recently used going first (a sender
-    with more addresses than that is bounded by the connection cap instead)."""
-
-    def __init__(self, rate: float, burst: float, max_clients: int = MAX_CLIENTS) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.max_clients = max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, when)
-
-    def take(self, client: str, now: float) -> float:
-        """0 when `client` may make a request at `now`, else the seconds it must wait."""
-        tokens, then = self._buckets.pop(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - then) * self.rate)
-        wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
-        self._buckets[client] = (max(-self.burst, tokens - 1), now)
-        if len(self._buckets) > self.max_clients:
-            self._buckets.popitem(last=False)
-        return wait
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-
 def client_key(address: str) -> str:
     """Whom the rate limit counts: an IPv4 address, or an IPv6 address's /64 (one host's
     share of a network, which hands out the rest of it freely)."""
@@ -138,15 +98,6 @@ def client_key(address: str) -> str:
     with contextlib.suppress(ValueError):
         return str(ipaddress.ip_network(f"{address.partition('%')[0]}/64", strict=False))
     return address
-
-
-def host_name(value: bytes) -> str:
-    """The name in a Host header, without its port: `[::1]:8080` -> `::1`."""
-    text = value.decode("latin-1").strip().lower()
-    if text.startswith("["):
-        return text[1:].partition("]")[0]
-    name, colon, _port = text.rpartition(":")
-    return (name if colon and ":" not in name else text).rstrip(".")
 
 
 class Guard:
@@ -170,7 +121,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        send = _with_security_headers(send)
+        send = with_headers(send, SECURITY_HEADERS)
         client = scope["client"][0] if scope.get("client") else "?"
         host = auth = None
         length: float = 0  # the declared Content-Length
@@ -192,12 +143,12 @@ class Guard:
             rate = self.state.settings.requests_per_s
             detail = f"too many requests from {client} (at most {rate:g} a second): try again in {wait:.1f} s"
             scope[HOLD] = wait  # the connection reads nothing more until then (see `_Connection`)
-            await _refuse(send, 429, detail, unread, [(b"retry-after", str(math.ceil(wait)).encode())])
+            await refuse(send, 429, detail, unread, [(b"retry-after", str(math.ceil(wait)).encode())])
             return
         head = len(scope.get("raw_path") or b"") + sum(len(n) + len(v) + 4 for n, v in scope["headers"])
         if head > MAX_HEAD_BYTES:
             self.too_large_head.note(f"{scope['method']} {scope['path']} from {client}")
-            await _refuse(send, 431, f"request headers of {head} bytes: at most {MAX_HEAD_BYTES}", unread)
+            await refuse(send, 431, f"request headers of {head} bytes: at most {MAX_HEAD_BYTES}", unread)
             return
         name = host_name(host) if host is not None else ""
         here = str((scope.get("server") or ("",))[0]).lower()  # the address the client reached
@@ -205,29 +156,29 @@ class Guard:
             self.wrong_host.note(f"{scope['method']} {scope['path']} for {name!r} from {client}")
             named = f"the host name {name!r}" if name else "a request without a Host header"
             detail = f"this gateway does not answer to {named} (http.host_names lists the names it does)"
-            await _refuse(send, 421, detail, unread)
+            await refuse(send, 421, detail, unread)
             return
         if self._needs_token(scope["path"]) and not self._known(auth):
             self.state.unknown_token.note(f"{scope['method']} {scope['path']} from {client}")
-            await _refuse(send, 401, UNAUTHORIZED, unread, [(b"www-authenticate", b"Bearer")])
+            await refuse(send, 401, UNAUTHORIZED, unread, [(b"www-authenticate", b"Bearer")])
             return
         if unread:
             most = self.state.settings.max_body_bytes
             body: bytes | None = None
             if length <= most:
                 try:
-                    body = await self._body(receive, most)
+                    body = await read_body(receive, most)
                 except TimeoutError:
                     self.too_slow.note(f"{scope['method']} {scope['path']} from {client}")
-                    await _refuse(send, 408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s", True)
+                    await refuse(send, 408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s", True)
                     return
-                except _Gone:
+                except Gone:
                     return  # the client left: nobody to answer
             if body is None:
                 self.too_big.note(f"{scope['method']} {scope['path']} from {client}")
-                await _refuse(send, 413, f"the body is over {most} bytes, the most this gateway takes", True)
+                await refuse(send, 413, f"the body is over {most} bytes, the most this gateway takes", True)
                 return
-            receive = _replay(body, receive)
+            receive = replay(body, receive)
         await self.app(scope, receive, send)
 
     def _needs_token(self, path: str) -> bool:
@@ -236,63 +187,5 @@ class Guard:
         return not (path == "/metrics" and self.state.metrics_public)
 
     def _known(self, auth: bytes | None) -> bool:
-        if auth is None:
-            return False
-        scheme, _, token = auth.decode("latin-1").partition(" ")
-        return scheme.lower() == "bearer" and self.state.tokens.holder(token.strip()) is not None
-
-    @staticmethod
-    async def _body(receive: Receive, most: int) -> bytes | None:
-        """The whole body, or None once it passes `most` bytes (what came is dropped)."""
-        chunks: list[bytes] = []
-        size = 0
-        async with asyncio.timeout(BODY_TIMEOUT_S):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise _Gone
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > most:
-                    return None
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return b"".join(chunks)
-
-
-class _Gone(Exception):
-    """The client went away while sending its body."""
-
-
-def _with_security_headers(send: Send) -> Send:
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
-        await send(message)
-
-    return sending
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that gives the body already read, then whatever the connection says next."""
-    given = False
-
-    async def replayed() -> Message:
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replayed
-
-
-async def _refuse(
-    send: Send, status: int, detail: str, close: bool, headers: Iterable[tuple[bytes, bytes]] = ()
-) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
-    if close:
-        head.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
+        token = bearer(auth)
+        return bool(token) and self.state.tokens.holder(token) is not None

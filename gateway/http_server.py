@@ -20,9 +20,10 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+from alarmgw.asgi_guard import MAX_HEAD_BYTES
 from alarmgw.clock import Clock
 
-from .http_guard import HOLD, HOLD_MAX_S, MAX_HEAD_BYTES, Quiet, Tally
+from .http_guard import HOLD, HOLD_MAX_S, Quiet, Tally
 from .runtime import listen
 
 if TYPE_CHECKING:

@@ -25,9 +25,10 @@ import httpx
 import psutil
 import pytest
 
+from alarmgw.asgi_guard import TokenBuckets, host_name
 from alarmgw.clock import ManualClock
 from alarmgw.gateway import http_guard, http_server
-from alarmgw.gateway.http_guard import Tally, TokenBuckets, client_key, host_name
+from alarmgw.gateway.http_guard import Tally, client_key
 from alarmgw.gateway.runtime import free_port, listen
 from tests.conftest import ENGINEER_TOKEN, VIEWER_TOKEN, Harness, harness_for, http_extra, write_site
 
