@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from alarmgw.clock import Clock, iso, parse_iso
 from alarmgw.diagnostics.escalation import Escalation, due_escalations
 from alarmgw.diagnostics.sla import Area
-from alarmgw.diagnostics.tickets import Ticket, TicketState
+from alarmgw.diagnostics.tickets import Ticket, TicketState, ticket_json
 
 from .config import SitesConfig
 from .db import LIVENESS_LOCK
@@ -127,39 +127,9 @@ def dark_ticket(site_id: str, area: Area, detected_at: datetime, now: datetime, 
 
 
 def ticket_doc(t: Ticket, now: datetime) -> dict[str, object]:
-    """The ticket in the shape of a gateway's ticket-event `ticket`, times in ISO 8601 UTC."""
-    clocks = {
-        c.name: {
-            "due": iso(c.due),
-            "state": c.state.value,
-            "remaining_s": round(c.remaining_s, 1),
-            "stopped_at": iso(c.stopped_at) if c.stopped_at else None,
-            "provisional": c.provisional,
-        }
-        for c in t.clocks(now)
-    }
-    stamp = {k: (iso(v) if v else None) for k, v in _stamps(t).items()}
-    return {
-        "id": t.id,
-        "site": t.site_id,
-        "device": t.device_id,
-        "device_kind": t.device_kind,
-        "fault": t.fault,
-        "title": t.title,
-        "state": t.state.value,
-        "opened_at": iso(t.opened_at),
-        "raised_at": iso(t.raised_at),
-        **stamp,
-        "clocks": clocks,
-        "fault_active": t.fault_active,
-        "occurrences": t.occurrences,
-        "location": t.location,
-        "impact": t.impact,
-        "repair_class": t.repair_class,
-        "area": t.area,
-        "cause": t.cause,
-        "version": t.version,
-    }
+    """The ticket in the shape of a gateway's ticket-event `ticket` (the same serializer),
+    with its area, which the site's uplink does not carry and the centre's ticket needs."""
+    return {**ticket_json(t, now), "area": t.area}
 
 
 def ticket_from_doc(doc: dict[str, object]) -> Ticket:
@@ -194,17 +164,6 @@ def ticket_from_doc(doc: dict[str, object]) -> Ticket:
         cause=str(doc.get("cause", "")),
         version=int(str(doc["version"])),
     )
-
-
-def _stamps(t: Ticket) -> dict[str, datetime | None]:
-    return {
-        "acknowledged_at": t.acknowledged_at,
-        "dispatched_at": t.dispatched_at,
-        "on_site_at": t.on_site_at,
-        "resolved_at": t.resolved_at,
-        "closed_at": t.closed_at,
-        "restored_at": t.restored_at,
-    }
 
 
 class LivenessRunner:

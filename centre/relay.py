@@ -36,7 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 
 from alarmgw.clock import Clock, iso, parse_iso
-from alarmgw.diagnostics.tickets import MOVES
+from alarmgw.diagnostics.tickets import MOVES, STAMP
 from alarmgw.drivers.mqtt_link import BrokerSpec, payload_bytes
 from alarmgw.remote_wire import make_request
 from alarmgw.tasks import raise_if_cancelling
@@ -50,15 +50,7 @@ log = logging.getLogger(__name__)
 MAX_NOTE = 500  # the gateway keeps this much of a note
 MAX_RECONCILE_ASKS = 100  # tickets asked for one by one per site and round (those it no longer lists)
 # A ticket's stamps, the latest of which is when it last changed.
-TICKET_STAMPS = (
-    "opened_at",
-    "acknowledged_at",
-    "dispatched_at",
-    "on_site_at",
-    "resolved_at",
-    "closed_at",
-    "restored_at",
-)
+TICKET_STAMPS = ("opened_at", *STAMP.values(), "restored_at")
 
 
 class RelayConfig(BaseModel):

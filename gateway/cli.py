@@ -25,13 +25,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from alarmgw import __version__
-from alarmgw.diagnostics.tickets import MOVES, IllegalTransition
+from alarmgw.diagnostics.tickets import MOVES, IllegalTransition, ticket_json
 from alarmgw.simulator.errors import SimulatorError
 from alarmgw.yamlfile import ConfigError, read_text
 
 from .config import MAX_SECRET_BYTES
 from .credentials import RANK, Role
-from .payloads import ticket_json
 from .runtime import DEMO_DATABASE, DemoError, HttpError, run_until_stopped
 from .site_file import LoadedSite, load_site
 from .store import Store, StoreError

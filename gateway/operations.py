@@ -26,11 +26,10 @@ from typing import Any
 
 from alarmgw.clock import iso, parse_iso
 from alarmgw.diagnostics.assets import asset
-from alarmgw.diagnostics.tickets import MOVES, Ticket, moves_from
+from alarmgw.diagnostics.tickets import MOVES, Ticket, moves_from, ticket_json
 from alarmgw.model import Device
 
 from .credentials import RANK, Role
-from .payloads import ticket_json
 from .refusals import Forbidden, Invalid, NotFound, Refused, Unavailable
 from .store import MAX_ID, StoreError, TicketNotFound
 from .view import SiteView
