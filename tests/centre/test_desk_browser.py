@@ -11,29 +11,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from psycopg_pool import AsyncConnectionPool
 
 from alarmgw.centre.desk_api import DeskConfig, build_app, make_server
 from alarmgw.clock import ManualClock
 from alarmgw.gateway.runtime import free_port
+from tests.browser import browser
 from tests.centre.test_desk_api import EXPECTED_ORDER, NOW, PASSWORD, desk_pool
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["desk_pool"]  # the fixture, seeded with the same fleet as the API's tests
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - once, before the browser starts
-        pytest.fail(f"no {CHROMIUM}: install Debian's chromium (apt-get install chromium)")
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        await b.close()
+__all__ = ["browser", "desk_pool"]  # the fixtures; desk_pool seeded with the same fleet as the API's tests
 
 
 @pytest.fixture

@@ -12,33 +12,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from alarmgw.gateway.runtime import free_port
+from tests.browser import browser
 from tests.conftest import ENGINEER_TOKEN, VIEWER_TOKEN, Harness, harness_for, http_extra, write_site
 
+__all__ = ["browser"]  # the fixture
+
 pytestmark = pytest.mark.integration  # real peers: sockets, brokers, processes, a browser
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",  # the tests may run as root
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",  # no calls home from a machine without internet
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - once, before the browser starts
-        pytest.fail(f"no {CHROMIUM}: install Debian's chromium (apt-get install chromium; .ci/run does)")
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        await b.close()
 
 
 @pytest.fixture
