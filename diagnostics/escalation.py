@@ -16,6 +16,7 @@ DEFAULT_MARKS: Mapping[str, Sequence[float]] = {
     "response": (1800.0, 600.0, 0.0),  # 30 and 10 minutes before the one-hour response, then at it
     "arrival": (1800.0, 0.0),
     "repair": (6 * 3600.0, 0.0),
+    "downtime": (1800.0, 0.0),  # half of the hour the system may be stopped, then at it
 }
 
 

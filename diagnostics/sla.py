@@ -3,6 +3,9 @@
 Every clock runs from detection (`opened_at`) except repair, which runs from arrival on
 site: equipment (detector, repeater, host, controller) 3 days, accessories 1 day. Until the
 engineer arrives, the repair due time is provisional: arrival due + repair allowance.
+The fourth clock, downtime, runs only on a ticket whose device went away during its repair:
+from the last reading before it went away to the first reading after it is back, under one
+hour.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class ServicePolicy:
     repair_equipment: timedelta = timedelta(days=3)
     repair_accessory: timedelta = timedelta(days=1)
     warranty_months: int = 12
+    downtime: timedelta = timedelta(hours=1)  # the system stopped while a component is replaced
 
     def arrival(self, area: Area) -> timedelta:
         return self.arrival_city if area == "city" else self.arrival_suburb
@@ -39,6 +43,10 @@ class ServicePolicy:
 PROMISE = ServicePolicy()
 
 
+# Every clock a ticket may show, in the order they run.
+CLOCK_NAMES = ("response", "arrival", "repair", "downtime")
+
+
 class ClockState(StrEnum):
     RUNNING = "running"  # not stopped, not yet due
     BREACHED = "breached"  # past due and not stopped, or stopped late
@@ -48,7 +56,7 @@ class ClockState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ClockStatus:
-    name: str  # response | arrival | repair
+    name: str  # response | arrival | repair | downtime
     due: datetime
     stopped_at: datetime | None
     state: ClockState
@@ -89,6 +97,16 @@ def clocks(
     base = stamps.on_site_at or arrival_due
     repair = _clock("repair", base + policy.repair(repair_class), stamps.resolved_at, now, stamps.on_site_at is None)
     return response, arrival, repair
+
+
+def downtime_clock(
+    down_since: datetime | None, back_at: datetime | None, now: datetime, policy: ServicePolicy = PROMISE
+) -> ClockStatus | None:
+    """The downtime clock of a component that went away at `down_since` (None: it never did)
+    and is back at `back_at`; due one hour (the policy's) after it went away."""
+    if down_since is None:
+        return None
+    return _clock("downtime", down_since + policy.downtime, back_at, now)
 
 
 def add_months(day: date, months: int) -> date:

@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from alarmgw.clock import iso
 
-from .sla import PROMISE, Area, ClockStatus, RepairClass, ServicePolicy, Stamps, clocks
+from .sla import PROMISE, Area, ClockStatus, RepairClass, ServicePolicy, Stamps, clocks, downtime_clock
 
 
 class TicketState(StrEnum):
@@ -108,11 +108,47 @@ class Ticket:
     diagnosis: Mapping[str, object] = field(default_factory=dict)  # cause, fix, part, repair, evidence
     user_action: str = ""
     in_warranty: bool | None = None
+    # Downtime while the component is replaced: from the last reading before it went away to
+    # the first one after it is back. `out_of_service`: an engineer said it is out (readings
+    # do not end the downtime until they say it is back in service).
+    down_since: datetime | None = None
+    back_at: datetime | None = None
+    out_of_service: bool = False
     version: int = 1  # bumped on every change, so consumers can order and de-duplicate
 
     def clocks(self, now: datetime, policy: ServicePolicy = PROMISE) -> tuple[ClockStatus, ...]:
         stamps = Stamps(self.opened_at, self.acknowledged_at, self.on_site_at, self.resolved_at)
-        return clocks(stamps, self.area, self.repair_class, now, policy)
+        three = clocks(stamps, self.area, self.repair_class, now, policy)
+        down = downtime_clock(self.down_since, self.back_at, now, policy)
+        return three if down is None else (*three, down)
+
+    @property
+    def down(self) -> bool:
+        """The component is away now: its downtime runs."""
+        return self.down_since is not None and self.back_at is None
+
+    def went_down(self, since: datetime) -> Ticket:
+        """The device went away at `since` (its last reading). A ticket has one downtime
+        window, from the first time its device went away to the last time it came back."""
+        if self.down:
+            return self
+        first = since if self.down_since is None else self.down_since
+        return dataclasses.replace(self, down_since=first, back_at=None, version=self.version + 1)
+
+    def came_back(self, at: datetime) -> Ticket:
+        """The first reading after it went away (ignored while marked out of service)."""
+        if not self.down or self.out_of_service:
+            return self
+        return dataclasses.replace(self, back_at=max(at, self.down_since or at), version=self.version + 1)
+
+    def marked_out(self, last_heard: datetime) -> Ticket:
+        """An engineer takes the device out of service; its downtime runs from its last reading."""
+        since = last_heard if self.down_since is None else self.down_since
+        return dataclasses.replace(self, out_of_service=True, down_since=since, back_at=None, version=self.version + 1)
+
+    def marked_in(self) -> Ticket:
+        """Back in service: the next reading of the device ends the downtime."""
+        return dataclasses.replace(self, out_of_service=False, version=self.version + 1)
 
     def moved(self, to: TicketState, at: datetime) -> Ticket:
         """This ticket after moving to `to` at `at`; raises IllegalTransition."""
@@ -177,6 +213,8 @@ def ticket_json(t: Ticket, now: datetime) -> dict[str, object]:
             ("resolved_at", t.resolved_at),
             ("closed_at", t.closed_at),
             ("restored_at", t.restored_at),
+            ("down_since", t.down_since),
+            ("back_at", t.back_at),
         )
     }
     return {
@@ -205,5 +243,6 @@ def ticket_json(t: Ticket, now: datetime) -> dict[str, object]:
         "diagnosis": dict(t.diagnosis),
         "user_action": t.user_action,
         "in_warranty": t.in_warranty,
+        "out_of_service": t.out_of_service,
         "version": t.version,
     }

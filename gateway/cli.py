@@ -25,7 +25,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from alarmgw import __version__
-from alarmgw.diagnostics.tickets import MOVES, IllegalTransition, ticket_json
+from alarmgw.clock import iso
+from alarmgw.diagnostics.tickets import MOVES, TicketError, ticket_json
 from alarmgw.simulator.errors import SimulatorError
 from alarmgw.yamlfile import ConfigError, read_text
 
@@ -117,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("text", metavar="TEXT", help="what the customer did, in their words or yours")
     ua.add_argument("--by", metavar="NAME", default="cli", help="who talked to the customer (default: cli)")
     _store_args(ua)
+    for name, help_ in (
+        ("out-of-service", "the ticket's device is out of service: its downtime runs from now"),
+        ("in-service", "the ticket's device is back in service: its next reading ends the downtime"),
+    ):
+        oos = tsub.add_parser(name, help=help_)
+        oos.add_argument("id", metavar="ID", type=int, help="ticket number")
+        oos.add_argument("--by", metavar="NAME", default="cli", help="who did it (default: cli)")
+        _store_args(oos)
     rec = tsub.add_parser("record", help="the failure record: cause, time, nature, type, location, impact, ...")
     rec.add_argument("id", metavar="ID", type=int, help="ticket number")
     rec.add_argument("--html", metavar="FILE", type=Path, help="also write it as a printable HTML page")
@@ -168,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         "remote_command",
         metavar="COMMAND",
         help="status, devices, device ID, faults, poll ID, selftest ID, tickets, ticket ID, "
-        "ack|dispatch|arrive|resolve|close ID, user_action ID --text TEXT",
+        "ack|dispatch|arrive|resolve|close ID, user_action ID --text TEXT, out_of_service|in_service ID",
     )
     rem.add_argument("target", metavar="ID", nargs="?", help="device or ticket id")
 
@@ -274,7 +283,7 @@ ERRORS: dict[type[Exception], tuple[str, int]] = {
     SimulatorError: ("simulator error", 2),
     UsageError: ("error", 2),
     DemoError: ("demo", 2),
-    IllegalTransition: ("refused", 1),
+    TicketError: ("refused", 1),
 }
 
 
@@ -432,7 +441,7 @@ def cmd_keygen(name: str, role: Role, out: Path | None) -> int:
 
 
 def cmd_sla_report(args: argparse.Namespace) -> int:
-    from alarmgw.diagnostics.sla import share_report
+    from alarmgw.diagnostics.sla import CLOCK_NAMES, share_report
 
     now = datetime.now(UTC)
     since = datetime.combine(args.since, datetime.min.time(), tzinfo=UTC)
@@ -446,7 +455,7 @@ def cmd_sla_report(args: argparse.Namespace) -> int:
     for col in ("fault", "clock", "met", "breached", "running", "not needed", "share met"):
         table.add_column(col)
     for fault, clocks in sorted(report.items()):
-        for name in ("response", "arrival", "repair"):
+        for name in CLOCK_NAMES:
             c = clocks.get(name)
             if c is None:
                 continue
@@ -533,6 +542,13 @@ def cmd_tickets(args: argparse.Namespace) -> int:
                 raise UsageError("TEXT: say what the customer did (it may not be empty)")
             t = store.tickets.set_user_action(args.id, text, datetime.now(UTC), actor=args.by)
             out.print(f"ticket {t.id}: the user's measures recorded (version {t.version})", highlight=False)
+            return 0
+        if args.action in ("out-of-service", "in-service"):
+            out_ = args.action == "out-of-service"
+            t = store.tickets.set_out_of_service(args.id, out_, datetime.now(UTC), actor=args.by)
+            said = "out of service since" if t.out_of_service else "back in service; down since"
+            since = iso(t.down_since) if t.down_since else "-"
+            out.print(f"ticket {t.id}: {t.device_id} {said} {since} (version {t.version})", highlight=False)
             return 0
         if args.action == "record":
             from .failure_record import record, record_html

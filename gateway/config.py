@@ -157,12 +157,13 @@ class EscalationConfig(_Strict):
 
     interval_s: Annotated[Float, Field(ge=MIN_INTERVAL_S, le=MAX_ESCALATION_CHECK_S)] = 60.0
     marks: dict[
-        Literal["response", "arrival", "repair"],
+        Literal["response", "arrival", "repair", "downtime"],
         Annotated[list[Annotated[Float, Field(ge=0, le=MAX_MARK_S)]], Field(max_length=MAX_MARKS)],
     ] = {
         "response": [1800.0, 600.0, 0.0],
         "arrival": [1800.0, 0.0],
         "repair": [21600.0, 0.0],
+        "downtime": [1800.0, 0.0],
     }
 
 

@@ -13,6 +13,7 @@ The core builds no front end: no HTTP, remote commands, InfluxDB or Home Assista
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from alarmgw.model import Device, Reading
 
 from .bus import Bus
 from .changes import Change, DevicesJoined, ReadingsTaken, TicketEvent
+from .downtime import DowntimeWatch
 from .messages import escalation_messages, fault_messages
 from .polling import Link, build_polling
 from .refusals import Conflict, Invalid, NotFound, Unavailable
@@ -84,6 +86,7 @@ class SiteCore:
         for d in self.devices.values():
             self.watch.add(d.id, self._window(d), clock.monotonic())
         self.watch.flag(dev for dev, fault in self.diagnoser.active() if fault == UNMONITORED)
+        self.downtime = DowntimeWatch(store, self._gone_s, self._write_ticket)
         retention = timedelta(days=cfg.history.retention_days)
         # The operator's retention for the audit log (remote.audit_retention_days), never
         # under the floor the store itself enforces.
@@ -133,6 +136,8 @@ class SiteCore:
             if found:
                 changes.extend(found)
         self.readings_seen += len(readings)
+        if self.downtime.watched():
+            self.downtime.heard(readings)
         if changes or self._unrecorded:
             self._record(changes)
         self.changes.publish(ReadingsTaken(readings))
@@ -203,8 +208,34 @@ class SiteCore:
             for a in self.diagnoser.topology.ancestors(device_id)
         )
 
+    def _gone_s(self, device_id: str) -> float:
+        """How long a device may go unheard before its downtime starts: its radio
+        supervision window, or a few of its poll intervals."""
+        d = self.devices.get(device_id)
+        window = self.site.config.supervision().get(d.kind.value) if d is not None else None
+        if window is None and d is not None:
+            window = self._window(d)
+        return window if window is not None else WATCH_POLLS * self.site.config.poll.interval_s
+
+    def _write_ticket(self, ticket: Ticket, action: str, at: datetime, note: str) -> Ticket | None:
+        """Store a ticket the gateway changed itself and publish it; None if the store
+        cannot take it now (the caller tries again later)."""
+        try:
+            stored = self.store.tickets.write(ticket, action, at, note=note)
+        except StoreError as exc:
+            log.warning("could not record ticket %s %s: %s", ticket.id, action, exc)
+            return None
+        log.info("ticket %s %s: %s", stored.id, action, note)
+        self.changes.publish(TicketEvent(action, stored, self.clock.now()))
+        return stored
+
     async def watch_now(self) -> None:
-        """Raise `unmonitored` on every device no reading has reached within its window."""
+        """Raise `unmonitored` on every device no reading has reached within its window,
+        and start the downtime of a device being repaired that went away."""
+        try:
+            self.downtime.look(self.clock.now(), self.latest)
+        except StoreError as exc:
+            log.warning("could not look at the tickets being repaired: %s", exc)
         overdue = set(self.watch.overdue(self.clock.monotonic()))
         raise_on = sorted(d for d in overdue if not self._explained(d, overdue))
         if raise_on:
@@ -274,6 +305,28 @@ class SiteCore:
         except StoreError as exc:
             raise Unavailable(f"{exc}; try again") from exc
         self.changes.publish(TicketEvent("user_action", stored, now))
+        return stored
+
+    def out_of_service(self, ticket_id: int, out: bool, *, actor: str) -> Ticket:
+        """An engineer takes the ticket's device out of service (its downtime runs from its
+        last reading) or puts it back (its next reading ends the downtime)."""
+        now = self.clock.now()
+        try:
+            before = self.store.tickets.get(ticket_id)
+            heard = self.downtime.last_heard(before.device_id, now)
+            stored = self.store.tickets.set_out_of_service(ticket_id, out, now, actor=actor, last_heard=heard)
+        except TicketNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        except TicketError as exc:
+            raise Conflict(str(exc)) from exc
+        except StoreError as exc:
+            raise Unavailable(f"{exc}; try again") from exc
+        if stored.version == before.version:
+            return stored
+        action = "out_of_service" if out else "in_service"
+        self.changes.publish(TicketEvent(action, stored, now))
+        with contextlib.suppress(StoreError):  # else the next look takes it up
+            self.downtime.look(now, self.latest)
         return stored
 
     def _made_at(self, ticket_id: int, made_at: datetime, now: datetime) -> datetime:

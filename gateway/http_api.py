@@ -122,12 +122,15 @@ class TicketOut(_Out):
     title: str
     state: str
     opened_at: str = Field(description="the moment of detection (UTC); every clock runs from it")
-    clocks: dict[str, ClockOut] = Field(description="response, arrival, repair")
+    clocks: dict[str, ClockOut] = Field(description="response, arrival, repair; and downtime once the device went away")
     fault_active: bool
     affected: list[str]
     casualties: list[str]
     cause: str
     diagnosis: dict[str, Any]
+    down_since: str | None = Field(None, description="its device's last reading before it went away during the repair")
+    back_at: str | None = Field(None, description="its device's first reading after it was back")
+    out_of_service: bool = Field(False, description="an engineer took its device out of service")
     version: int
     actions: list[str] = Field(description="moves this ticket may make now")
 
@@ -298,6 +301,18 @@ async def ticket(request: Request, who: Caller, ticket_id: TicketId) -> Any:
 async def user_action(request: Request, who: Caller, ticket_id: TicketId, body: UserActionIn) -> Any:
     """Record what the customer did about the failure (engineer), as the failure record asks."""
     return await perform(request, who, "user_action", id=ticket_id, text=body.text)
+
+
+@router.post("/api/tickets/{ticket_id}/out_of_service", response_model=TicketOut, tags=["tickets"], responses=MOVE)
+async def out_of_service(request: Request, who: Caller, ticket_id: TicketId) -> Any:
+    """The ticket's device is out of service (engineer): its downtime runs from its last reading."""
+    return await perform(request, who, "out_of_service", id=ticket_id)
+
+
+@router.post("/api/tickets/{ticket_id}/in_service", response_model=TicketOut, tags=["tickets"], responses=MOVE)
+async def in_service(request: Request, who: Caller, ticket_id: TicketId) -> Any:
+    """The ticket's device is back in service (engineer): its next reading ends the downtime."""
+    return await perform(request, who, "in_service", id=ticket_id)
 
 
 @router.post("/api/tickets/{ticket_id}/{action}", response_model=TicketOut, tags=["tickets"], responses=MOVE)

@@ -8,7 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from alarmgw.diagnostics.sla import ClockState, ClockStatus
+from alarmgw.diagnostics.sla import CLOCK_NAMES, ClockState, ClockStatus
 from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.model import DeviceKind
 
@@ -43,10 +43,12 @@ def clock_text(c: ClockStatus) -> Text:
 
 def tickets_table(tickets: list[Ticket], now: datetime) -> Table:
     t = Table(title="Open tickets", expand=True)
-    for col in ("#", "device", "fault", "state", "opened (UTC)", "response", "arrival", "repair", "notes"):
+    # The downtime column only when some ticket's device went away during its repair.
+    names = [n for n in CLOCK_NAMES if n != "downtime" or any(tk.down_since for tk in tickets)]
+    for col in ("#", "device", "fault", "state", "opened (UTC)", *names, "notes"):
         t.add_column(col)
     for tk in tickets:
-        response, arrival, repair = tk.clocks(now)
+        clocks = {c.name: clock_text(c) for c in tk.clocks(now)}
         notes = []
         if not tk.fault_active:
             notes.append("restored")
@@ -54,15 +56,15 @@ def tickets_table(tickets: list[Ticket], now: datetime) -> Table:
             notes.append(f"{len(tk.affected)} behind it, {len(tk.casualties)} seen lost")
         if tk.occurrences > 1:
             notes.append(f"x{tk.occurrences}")
+        if tk.out_of_service:
+            notes.append("out of service")
         t.add_row(
             str(tk.id),
             tk.device_id,
             tk.fault,
             tk.state.value,
             tk.opened_at.strftime("%H:%M:%S"),
-            clock_text(response),
-            clock_text(arrival),
-            clock_text(repair),
+            *(clocks.get(name, Text("-", style="dim")) for name in names),
             ", ".join(notes),
         )
     return t

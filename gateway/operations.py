@@ -127,6 +127,13 @@ async def _user_action(ops: Operations, args: dict[str, Any], user: str) -> Any:
     return ops.ticket(ops.view.set_user_action(_int_arg(args, "id"), text, actor=user))
 
 
+def _service(out: bool) -> Handler:
+    async def mark(ops: Operations, args: dict[str, Any], user: str) -> Any:
+        return ops.ticket(ops.view.out_of_service(_int_arg(args, "id"), out, actor=user))
+
+    return mark
+
+
 # The allow-list. Nothing else is ever run.
 COMMANDS: dict[str, Command] = {
     "status": Command("viewer", _status, reads_only=True),
@@ -139,6 +146,8 @@ COMMANDS: dict[str, Command] = {
     "selftest": Command("engineer", _selftest, reads_only=False),
     **{name: Command("engineer", _move(name), reads_only=False) for name in MOVES},
     "user_action": Command("engineer", _user_action, reads_only=False),
+    "out_of_service": Command("engineer", _service(True), reads_only=False),
+    "in_service": Command("engineer", _service(False), reads_only=False),
 }
 
 

@@ -74,3 +74,8 @@ class SiteView(Protocol):
     def set_user_action(self, ticket_id: int, text: str, *, actor: str) -> Ticket:
         """Record what the customer did about the failure; raises NotFound or Unavailable."""
         ...
+
+    def out_of_service(self, ticket_id: int, out: bool, *, actor: str) -> Ticket:
+        """Take the ticket's device out of service or put it back; raises NotFound, Conflict
+        or Unavailable."""
+        ...

@@ -4,7 +4,7 @@
 
 const REFRESH_MS = 5000;
 const SOON_S = 600; // a running clock with less than this left is shown as urgent
-const CLOCKS = ["response", "arrival", "repair"];
+const CLOCKS = ["response", "arrival", "repair", "downtime"]; // downtime: once the device went away during its repair
 const state = { token: null, role: null, offsetMs: 0, tickets: [], ticketsKey: "", notes: {}, timer: null, ticker: null, lastOk: null, unreachable: null };
 
 const $ = (id) => document.getElementById(id);
@@ -114,6 +114,13 @@ function renderTickets() {
       b.addEventListener("click", () => userAction(t.id, b));
       actions.append(b);
     }
+    if (engineer && (t.state === "on_site" || t.out_of_service)) {
+      // Taking the device out for the repair starts its downtime clock; putting it back ends it at its next reading.
+      const svc = t.out_of_service ? "in_service" : "out_of_service";
+      const s = el("button", { type: "button", "data-action": svc, title: t.out_of_service ? "the device is back: its next reading ends the downtime" : "the device is out for the repair: its downtime runs" }, svc.replace(/_/g, " "));
+      s.addEventListener("click", () => move(t.id, svc, s, false));
+      actions.append(s);
+    }
     const clocks = CLOCKS.map((name) => el("td", { class: "clock", "data-clock": name }));
     const lost = t.casualties.length ? el("div", { class: "muted" }, `lost behind it: ${t.casualties.join(", ")}`) : "";
     body.append(
@@ -123,7 +130,8 @@ function renderTickets() {
         el("td", { class: "num" }, t.id),
         el("td", {}, t.device, el("div", { class: "muted" }, t.location || "")),
         el("td", {}, t.title, lost, t.fault_active ? "" : el("div", { class: "muted" }, "restored"),
-          t.user_action ? el("div", { class: "muted", "data-user-action": t.id }, `customer: ${t.user_action}`) : ""),
+          t.user_action ? el("div", { class: "muted", "data-user-action": t.id }, `customer: ${t.user_action}`) : "",
+          t.out_of_service ? el("div", { class: "muted", "data-out-of-service": t.id }, "device out of service") : ""),
         el("td", { "data-state": t.state }, t.state.replace("_", " ")),
         ...clocks,
         actions,
@@ -271,12 +279,13 @@ async function refresh() {
   }
 }
 
-async function move(id, action, button) {
+async function move(id, action, button, withNote = true) {
   button.disabled = true;
   $("action-error").textContent = "";
   try {
-    await api(`/api/tickets/${id}/${action}`, { method: "POST", body: JSON.stringify({ note: state.notes[id] || "" }) });
-    delete state.notes[id];
+    const body = withNote ? JSON.stringify({ note: state.notes[id] || "" }) : undefined;
+    await api(`/api/tickets/${id}/${action}`, { method: "POST", body });
+    if (withNote) delete state.notes[id];
   } catch (e) {
     $("action-error").textContent = `ticket ${id}: ${action} refused: ${e.message}`;
   }

@@ -155,8 +155,17 @@ def _v3(db: sqlite3.Connection) -> None:
     )
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    """Tickets measure the downtime of a component replaced on site (from its last reading
+    before it went away to its first after it is back), and remember a device an engineer
+    took out of service."""
+    db.execute("ALTER TABLE tickets ADD COLUMN down_since TEXT")
+    db.execute("ALTER TABLE tickets ADD COLUMN back_at TEXT")
+    db.execute("ALTER TABLE tickets ADD COLUMN out_of_service INTEGER NOT NULL DEFAULT 0")
+
+
 # Step n takes a store from version n-1 to n. Append; never edit a step that has shipped.
-STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
+STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
 VERSION = len(STEPS)
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from alarmgw.clock import iso, parse_iso
-from alarmgw.diagnostics.tickets import Ticket, TicketState
+from alarmgw.diagnostics.tickets import Ticket, TicketError, TicketState
 
 from ..messages import OutboxMessage, ticket_messages
 from .db import MAX_ID, Db, StoreError, TicketNotFound
@@ -30,6 +30,8 @@ _DATES = (
     "resolved_at",
     "closed_at",
     "restored_at",
+    "down_since",
+    "back_at",
 )
 
 MAX_USER_ACTION = 1000  # characters of the user's measures kept on a ticket
@@ -60,6 +62,15 @@ class Tickets:
     def all(self, *, include_closed: bool = True) -> list[Ticket]:
         sql = "SELECT * FROM tickets" + ("" if include_closed else " WHERE state != 'closed'") + " ORDER BY id"
         return [_from_row(r) for r in self._db.conn.execute(sql)]
+
+    def watched_for_downtime(self) -> list[Ticket]:
+        """Tickets whose device is watched for downtime: the engineer is on site, the
+        device was taken out of service, or a downtime they started still runs."""
+        rows = self._db.conn.execute(
+            "SELECT * FROM tickets WHERE state = 'on_site' OR (state != 'closed' AND"
+            " (out_of_service = 1 OR (down_since IS NOT NULL AND back_at IS NULL))) ORDER BY id"
+        )
+        return [_from_row(r) for r in rows]
 
     def active_faults(self) -> list[tuple[str, str]]:
         """(device, fault) of live tickets whose fault has not restored."""
@@ -104,6 +115,20 @@ class Tickets:
         changed = dataclasses.replace(t, user_action=text[:MAX_USER_ACTION], version=t.version + 1)
         return self.write(changed, "user_action", at, actor=actor, note=text[:MAX_USER_ACTION])
 
+    def set_out_of_service(
+        self, ticket_id: int, out: bool, at: datetime, *, actor: str, last_heard: datetime | None = None
+    ) -> Ticket:
+        """An engineer takes the ticket's device out of service (its downtime runs from
+        `last_heard`, by default `at`) or puts it back in service (its next reading ends the
+        downtime). Unchanged if it already is so; TicketError on a closed ticket."""
+        t = self.get(ticket_id)
+        if t.state is TicketState.CLOSED:
+            raise TicketError(f"ticket {ticket_id} is closed: its device's service is no longer its business")
+        if out == t.out_of_service:
+            return t
+        changed = t.marked_out(min(last_heard or at, at)) if out else t.marked_in()
+        return self.write(changed, "out_of_service" if out else "in_service", at, actor=actor, note=t.device_id)
+
     def move(self, ticket_id: int, to: TicketState, at: datetime, *, actor: str, note: str = "") -> Ticket:
         """A person moves a ticket along its lifecycle; raises IllegalTransition."""
         return self.write(self.get(ticket_id).moved(to, at), to.value, at, actor=actor, note=note)
@@ -145,7 +170,7 @@ def _to_row(t: Ticket) -> dict[str, Any]:
             v = json.dumps(list(v)) if v is not None else None
         elif name in ("evidence", "diagnosis"):
             v = json.dumps(dict(v), sort_keys=True)
-        elif name in ("fault_active", "in_warranty"):
+        elif name in ("fault_active", "in_warranty", "out_of_service"):
             v = None if v is None else int(v)
         elif name == "state":
             v = str(v)
@@ -165,7 +190,7 @@ def _from_row(row: Mapping[str, Any]) -> Ticket:
             v = tuple(json.loads(v)) if v else None
         elif name in ("evidence", "diagnosis"):
             v = json.loads(v)
-        elif name == "fault_active":
+        elif name in ("fault_active", "out_of_service"):
             v = bool(v)
         elif name == "in_warranty":
             v = None if v is None else bool(v)

@@ -153,20 +153,28 @@ def test_ticket_commands_move_and_refuse(site: Path, simulator: subprocess.Popen
     tid = str(t["id"])
     refused = alarmgw("tickets", "arrive", tid, "--db", str(db))
     assert refused.returncode == 1 and "cannot go from open to on_site" in refused.stderr
-    for step in ("ack", "dispatch", "arrive", "resolve", "close"):
-        out = alarmgw("tickets", step, tid, "--db", str(db), "--by", "eng-7", "--note", f"{step} done")
+    for step in ("ack", "dispatch", "arrive", "out-of-service", "in-service", "resolve", "close"):
+        # On site the engineer takes the device out for the repair and puts it back: its
+        # downtime runs from that mark (until its next reading, which a store alone never has).
+        note = () if step.endswith("service") else ("--note", f"{step} done")
+        out = alarmgw("tickets", step, tid, "--db", str(db), "--by", "eng-7", *note)
         assert out.returncode == 0, out.stderr
     shown = json.loads(alarmgw("tickets", "show", tid, "--json", "--db", str(db)).stdout)
     assert shown["state"] == "closed"
     assert shown["clocks"]["response"]["state"] == "met"
+    assert shown["down_since"] and not shown["out_of_service"] and shown["clocks"]["downtime"]["state"] == "running"
     assert [h["action"] for h in shown["history"]] == [
         "opened",
         "acknowledged",
         "dispatched",
         "on_site",
+        "out_of_service",
+        "in_service",
         "resolved",
         "closed",
     ]
+    closed = alarmgw("tickets", "out-of-service", tid, "--db", str(db))
+    assert closed.returncode == 1 and "is closed" in closed.stderr
     assert shown["history"][1]["actor"] == "eng-7"
     # The failure record: what the customer did, recorded by whoever talked to them.
     said = alarmgw(

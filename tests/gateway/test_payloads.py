@@ -47,6 +47,15 @@ def test_ticket_events_match_their_schema() -> None:
     doc = ticket_event(moved, "restored", T0 + timedelta(minutes=9))
     check("ticket-event", doc)
     assert doc["event_id"] == "s1:ticket:7:3"
+    # The device went away during its repair and came back: a fourth clock, met.
+    on_site = moved.moved(TicketState.DISPATCHED, T0 + timedelta(minutes=10)).moved(
+        TicketState.ON_SITE, T0 + timedelta(minutes=50)
+    )
+    away = on_site.went_down(T0 + timedelta(minutes=55)).came_back(T0 + timedelta(minutes=95))
+    doc = ticket_event(away, "back", T0 + timedelta(minutes=96))
+    check("ticket-event", doc)
+    assert doc["ticket"]["clocks"]["downtime"]["state"] == "met"  # type: ignore[index]
+    assert doc["ticket"]["down_since"] == "2026-03-02T09:55:00.000Z"  # type: ignore[index]
 
 
 def test_fault_and_telemetry_events_match_their_schemas() -> None:
