@@ -24,7 +24,7 @@ from alarmgw.diagnostics.escalation import Escalation
 from alarmgw.diagnostics.maintenance import plan
 
 from . import permissions
-from .changes import TelemetryDue, TicketEvent
+from .changes import Change, TelemetryDue, TicketEvent, VisitEnded
 from .core import SiteCore
 from .messages import OutboxMessage, asset_messages, telemetry_messages
 from .metrics import GatewayMetrics
@@ -156,6 +156,13 @@ class Gateway:
             core.changes.listen(ha.on_change)
             ha.announce()
         store.outbox.enqueue(self._asset_messages())
+
+        def visit_ended(change: Change) -> None:  # the plan's done visits go to the centre
+            if isinstance(change, VisitEnded):
+                store.outbox.enqueue(self._asset_messages())
+                uplink.wake()
+
+        core.changes.listen(visit_ended)
         interval = cfg.uplink.telemetry_interval_s
         if interval:
 
@@ -176,8 +183,9 @@ class Gateway:
             if cfg.site.commissioned_on is not None and system.warranty_until is not None
             else []
         )
+        done = self.core.store.visits.done()
         return asset_messages(
-            self.topic_root, cfg.site.id, self.clock.now(), cfg.asset_register(), system.warranty_until, visits
+            self.topic_root, cfg.site.id, self.clock.now(), cfg.asset_register(), system.warranty_until, visits, done
         )
 
     async def _close_links(self) -> None:

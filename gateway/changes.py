@@ -43,4 +43,14 @@ class DevicesJoined:
     devices: Sequence[Device]
 
 
-Change = ReadingsTaken | FaultRaised | FaultCleared | TicketEvent | Escalation | TelemetryDue | DevicesJoined
+@dataclass(frozen=True, slots=True)
+class VisitEnded:
+    """A maintenance visit ended (finished, expired, or finished from the command line)."""
+
+    visit_id: int
+    at: datetime
+
+
+Change = (
+    ReadingsTaken | FaultRaised | FaultCleared | TicketEvent | Escalation | TelemetryDue | DevicesJoined | VisitEnded
+)

@@ -34,7 +34,7 @@ from .config import MAX_SECRET_BYTES
 from .credentials import RANK, Role
 from .runtime import DEMO_DATABASE, DemoError, HttpError, run_until_stopped
 from .site_file import LoadedSite, load_site
-from .store import Store, StoreError
+from .store import Store, StoreError, VisitConflict
 from .tables import stdout_console
 
 if TYPE_CHECKING:
@@ -278,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # What each kind of error is called on the terminal, and the exit code it ends with.
 ERRORS: dict[type[Exception], tuple[str, int]] = {
     ConfigError: ("config error", 2),
+    VisitConflict: ("refused", 1),
     StoreError: ("store error", 2),
     HttpError: ("http error", 2),
     SimulatorError: ("simulator error", 2),
@@ -305,9 +306,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return assets(args)
     if args.command == "maintenance":
-        from .plans_cmd import maintenance_plan
+        from .plans_cmd import maintenance
 
-        return maintenance_plan(args)
+        return maintenance(args)
     if args.command == "diagnose":
         from .diagnose_cmd import run
 

@@ -150,6 +150,8 @@ class MaintenanceConfig(_Strict):
     """The visits owed: monthly for three months, then every `regular_months` in the first year."""
 
     regular_months: Int = Field(default=3, ge=1, le=12)
+    # A visit not finished by hand ends by itself this long after it started.
+    max_hours: Float = Field(default=4.0, gt=0, le=24)
 
 
 class EscalationConfig(_Strict):

@@ -21,23 +21,26 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alarmgw.clock import Clock, iso
-from alarmgw.diagnostics.engine import COMM_LOSS, CUTTING_FAULTS, UNMONITORED, Diagnoser, FaultChange
+from alarmgw.diagnostics.engine import COMM_LOSS, CUTTING_FAULTS, UNMONITORED, Diagnoser, FaultChange, FaultRaised
 from alarmgw.diagnostics.escalation import due_escalations
 from alarmgw.diagnostics.tickets import Ticket, TicketError, TicketState
+from alarmgw.diagnostics.visits import VISIT_FAULTS
 from alarmgw.diagnostics.watch import Watch
 from alarmgw.drivers.errors import DriverError
 from alarmgw.model import Device, Reading
 
 from .bus import Bus
-from .changes import Change, DevicesJoined, ReadingsTaken, TicketEvent
+from .changes import Change, DevicesJoined, ReadingsTaken, TicketEvent, VisitEnded
 from .downtime import DowntimeWatch
+from .maintenance import Visit, infos
 from .messages import escalation_messages, fault_messages
 from .polling import Link, build_polling
 from .refusals import Conflict, Invalid, NotFound, Unavailable
 from .scheduler import PollJob, RunObserver, run_jobs, stagger
 from .site_file import LoadedSite
-from .store import Store, StoreError, TicketNotFound
+from .store import Store, StoreError, TicketNotFound, VisitConflict, VisitNotFound
 from .store.records import AUDIT_RETENTION_DAYS, MIN_AUDIT_RETENTION_DAYS
+from .store.visits import VisitRow
 from .ticketing import TicketDesk
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,7 @@ class SiteCore:
             self.watch.add(d.id, self._window(d), clock.monotonic())
         self.watch.flag(dev for dev, fault in self.diagnoser.active() if fault == UNMONITORED)
         self.downtime = DowntimeWatch(store, self._gone_s, self._write_ticket)
+        self.visit = Visit(store, cfg.site.id, infos(self.devices.values()))
         retention = timedelta(days=cfg.history.retention_days)
         # The operator's retention for the audit log (remote.audit_retention_days), never
         # under the floor the store itself enforces.
@@ -138,6 +142,8 @@ class SiteCore:
         self.readings_seen += len(readings)
         if self.downtime.watched():
             self.downtime.heard(readings)
+        if self.visit.running:
+            self.visit.observe(readings)
         if changes or self._unrecorded:
             self._record(changes)
         self.changes.publish(ReadingsTaken(readings))
@@ -175,6 +181,9 @@ class SiteCore:
         root = self.uplink_root
         site_id = self.site.config.site.id
         messages = fault_messages(root, site_id, [change], self.table, self._kinds) if root else []
+        if self.visit.takes(change):  # the engineer's own doing during a visit: a finding
+            self.store.outbox.enqueue(messages)
+            return None
         ticket_change = self.desk.apply(change)
         if ticket_change is None:
             self.store.outbox.enqueue(messages)
@@ -232,10 +241,20 @@ class SiteCore:
     async def watch_now(self) -> None:
         """Raise `unmonitored` on every device no reading has reached within its window,
         and start the downtime of a device being repaired that went away."""
+        now = self.clock.now()
         try:
-            self.downtime.look(self.clock.now(), self.latest)
+            self.downtime.look(now, self.latest)
         except StoreError as exc:
             log.warning("could not look at the tickets being repaired: %s", exc)
+        try:
+            ended_elsewhere, expired = self.visit.look(now)
+            if expired:
+                self.finish_visit("gateway", ended="expired")
+            elif ended_elsewhere is not None:
+                self._after_visit(now)
+                self.changes.publish(VisitEnded(ended_elsewhere, now))
+        except (StoreError, Conflict) as exc:
+            log.warning("could not look after the maintenance visit: %s", exc)
         overdue = set(self.watch.overdue(self.clock.monotonic()))
         raise_on = sorted(d for d in overdue if not self._explained(d, overdue))
         if raise_on:
@@ -329,6 +348,50 @@ class SiteCore:
             self.downtime.look(now, self.latest)
         return stored
 
+    # --- maintenance visits -------------------------------------------------------------------
+
+    def start_visit(self, by: str, hours: float) -> VisitRow:
+        """Put the site into maintenance: covers opened and batteries taken out are findings of
+        the visit, not tickets, until it is finished or `hours` have passed."""
+        try:
+            return self.visit.start(by, self.clock.now(), hours)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from exc
+        except VisitConflict as exc:
+            raise Conflict(str(exc)) from exc
+        except StoreError as exc:
+            raise Unavailable(f"{exc}; try again") from exc
+
+    def finish_visit(self, by: str, *, ended: str = "finished") -> VisitRow:
+        """Close the running visit with its report, then ticket what it leaves behind."""
+        now = self.clock.now()
+        try:
+            done = self.visit.finish(by, now, ended, self.active_faults())
+        except VisitConflict as exc:
+            raise Conflict(str(exc)) from exc
+        except StoreError as exc:
+            raise Unavailable(f"{exc}; try again") from exc
+        self._after_visit(now)
+        self.changes.publish(VisitEnded(done.id, now))
+        return done
+
+    def visit_report(self, visit_id: int) -> VisitRow:
+        try:
+            return self.store.visits.get(visit_id)
+        except VisitNotFound as exc:
+            raise NotFound(str(exc)) from exc
+
+    def _after_visit(self, at: datetime) -> None:
+        """A cover still open or a battery still out once the visit is over is a fault like
+        any other: ticketed now, detected at the visit's end."""
+        left = [
+            (d, f) for d, f in self.diagnoser.active() if f in VISIT_FAULTS and self.store.tickets.live(d, f) is None
+        ]
+        for device, fault in left:
+            change = self.desk.apply(FaultRaised(device, fault, at, at))
+            if change is not None:
+                self._write_ticket(change.ticket, change.action, change.at, change.note)
+
     def _made_at(self, ticket_id: int, made_at: datetime, now: datetime) -> datetime:
         if made_at > now + MOVE_SKEW:
             raise Invalid(f"made_at {iso(made_at)} is in the future (the gateway's time is {iso(now)})")
@@ -362,7 +425,10 @@ class SiteCore:
             await poller.command(device_id, "self_test")
         except DriverError as exc:
             raise Invalid(str(exc)) from exc
-        return await self.poll_now(device_id)
+        polled = await self.poll_now(device_id)
+        values = polled["values"] if isinstance(polled["values"], dict) else {}
+        self.visit.self_tested(device_id, self.clock.now(), values.get("sensor_fault") is not True)
+        return polled
 
     def _device(self, device_id: str) -> Device:
         d = self.devices.get(device_id)

@@ -35,7 +35,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp
@@ -190,6 +190,16 @@ class UserActionIn(BaseModel):
     text: str = Field(min_length=1, max_length=1000, description="what the customer did about the failure")
 
 
+class VisitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hours: float | None = Field(
+        None,
+        gt=0,
+        le=24,
+        description="the visit ends by itself after this long (default: the site's maintenance.max_hours)",
+    )
+
+
 # --- the routes: module level, the gateway's parts reached through the app's state -------
 
 
@@ -228,12 +238,17 @@ def holder(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)
 Caller = Annotated[Whoami, Depends(holder)]
 
 
-async def perform(request: Request, who: Whoami, command: str, **args: Any) -> JSONResponse:
+async def run(request: Request, who: Whoami, command: str, **args: Any) -> Any:
     """Run one command through the shared operations; a refusal becomes its HTTP status."""
     try:
-        result = await _state(request).ops.perform(who.name, who.role, command, args, "http")
+        return await _state(request).ops.perform(who.name, who.role, command, args, "http")
     except Refused as exc:
         raise HTTPException(STATUS[exc.why], str(exc)) from None
+
+
+async def perform(request: Request, who: Whoami, command: str, **args: Any) -> JSONResponse:
+    """`run`, answered as JSON."""
+    result = await run(request, who, command, **args)
     # Returned as is: the response models document the shapes (and the tests hold the
     # answers to them); validating 5,000 devices again on every request costs 0.3 s.
     return JSONResponse(result)
@@ -282,6 +297,37 @@ async def selftest(request: Request, who: Caller, device_id: str) -> Any:
 async def faults(request: Request, who: Caller) -> Any:
     """Faults raised now."""
     return await perform(request, who, "faults")
+
+
+@router.get("/api/maintenance", tags=["maintenance"], responses=READ)
+async def maintenance(request: Request, who: Caller) -> Any:
+    """The maintenance visit running now, with what was seen so far, and the last visits."""
+    return await perform(request, who, "maintenance")
+
+
+@router.post("/api/maintenance/start", tags=["maintenance"], responses=MOVE)
+async def maintenance_start(request: Request, who: Caller, body: VisitIn | None = None) -> Any:
+    """Put the site into maintenance (engineer): covers opened and batteries taken out are
+    findings of the visit, not tickets, until it is finished or its limit passes."""
+    hours = {} if body is None or body.hours is None else {"hours": body.hours}
+    return await perform(request, who, "maintenance_start", **hours)
+
+
+@router.post("/api/maintenance/finish", tags=["maintenance"], responses=MOVE)
+async def maintenance_finish(request: Request, who: Caller) -> Any:
+    """Finish the running visit (engineer): its report, every device tested, untested or failed."""
+    return await perform(request, who, "maintenance_finish")
+
+
+@router.get("/api/maintenance/visits/{visit_id}", tags=["maintenance"], responses=ONE)
+async def visit(request: Request, who: Caller, visit_id: TicketId) -> Any:
+    """A visit's report; `?format=html` for the printable page."""
+    doc = await run(request, who, "visit", id=visit_id)
+    if request.query_params.get("format") == "html" and isinstance(doc, dict) and "devices" in doc:
+        from .maintenance import report_html
+
+        return HTMLResponse(report_html(doc))
+    return JSONResponse(doc)
 
 
 @router.get("/api/tickets", response_model=list[TicketOut], tags=["tickets"], responses=READ)

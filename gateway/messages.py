@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from alarmgw.clock import iso
 from alarmgw.diagnostics.assets import Asset
@@ -29,6 +30,9 @@ from alarmgw.diagnostics.tickets import Ticket
 from alarmgw.model import DeviceKind, Reading
 
 from .payloads import fault_event, telemetry, ticket_event
+
+if TYPE_CHECKING:
+    from .store.visits import VisitRow
 
 ESCALATION_SCHEMA = "alarmgw/escalation/1"
 ASSETS_SCHEMA = "alarmgw/assets/1"
@@ -100,20 +104,46 @@ def discovery_messages(configs: Iterable[tuple[str, bytes]]) -> list[OutboxMessa
 
 
 def asset_messages(
-    root: str, site_id: str, at: datetime, assets: Sequence[Asset], warranty_until: date | None, visits: Sequence[Visit]
+    root: str,
+    site_id: str,
+    at: datetime,
+    assets: Sequence[Asset],
+    warranty_until: date | None,
+    visits: Sequence[Visit],
+    done: Sequence[VisitRow] = (),
 ) -> list[OutboxMessage]:
     """The site's asset register and maintenance plan, retained, so the service centre can
-    plan across sites (visits due, warranties ending, devices at their rated life)."""
+    plan across sites (visits due, warranties ending, devices at their rated life), with the
+    visits done (`done`: those recorded at the site, oldest first)."""
 
     def day(d: date | None) -> str | None:
         return d.isoformat() if d else None
+
+    days = [v.started_at.date() for v in done]
+
+    def done_on(v: Visit) -> str | None:
+        return day(next((d for d in days if v.opens <= d <= v.closes), None))
 
     doc = {
         "schema": ASSETS_SCHEMA,
         "site": site_id,
         "at": iso(at),
         "warranty_until": day(warranty_until),
-        "visits": [{"n": v.n, "kind": v.kind, "opens": day(v.opens), "closes": day(v.closes)} for v in visits],
+        "visits": [
+            {"n": v.n, "kind": v.kind, "opens": day(v.opens), "closes": day(v.closes), "done_on": done_on(v)}
+            for v in visits
+        ],
+        "visits_done": [
+            {
+                "visit": v.id,
+                "started_at": iso(v.started_at),
+                "finished_at": iso(v.finished_at or v.started_at),
+                "by": v.started_by,
+                "ended": v.ended or "finished",
+                **{k: int((v.report or {}).get("counts", {}).get(k, 0)) for k in ("tested", "untested", "failed")},
+            }
+            for v in done[-50:]
+        ],
         "devices": [
             {
                 "device": a.device_id,

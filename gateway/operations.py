@@ -134,6 +134,28 @@ def _service(out: bool) -> Handler:
     return mark
 
 
+async def _maintenance(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    done = ops.view.store.visits.done()[-20:]
+    return {"running": ops.view.visit.status(), "done": [v.head(ops.view.site.config.site.id) for v in done]}
+
+
+async def _maintenance_start(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    hours = args.get("hours", ops.view.site.config.maintenance.max_hours)
+    if not isinstance(hours, (int, float)) or isinstance(hours, bool):
+        raise Invalid(f"hours: a number, not {str(hours)[:40]!r}")
+    row = ops.view.start_visit(user, float(hours))
+    return row.head(ops.view.site.config.site.id)
+
+
+async def _maintenance_finish(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    return ops.view.finish_visit(user).report
+
+
+async def _visit(ops: Operations, args: dict[str, Any], user: str) -> Any:
+    row = ops.view.visit_report(_int_arg(args, "id"))
+    return row.report or {**row.head(ops.view.site.config.site.id), "running": True}
+
+
 # The allow-list. Nothing else is ever run.
 COMMANDS: dict[str, Command] = {
     "status": Command("viewer", _status, reads_only=True),
@@ -146,6 +168,10 @@ COMMANDS: dict[str, Command] = {
     "selftest": Command("engineer", _selftest, reads_only=False),
     **{name: Command("engineer", _move(name), reads_only=False) for name in MOVES},
     "user_action": Command("engineer", _user_action, reads_only=False),
+    "maintenance": Command("viewer", _maintenance, reads_only=True),
+    "visit": Command("viewer", _visit, reads_only=True),
+    "maintenance_start": Command("engineer", _maintenance_start, reads_only=False),
+    "maintenance_finish": Command("engineer", _maintenance_finish, reads_only=False),
     "out_of_service": Command("engineer", _service(True), reads_only=False),
     "in_service": Command("engineer", _service(False), reads_only=False),
 }

@@ -1,14 +1,17 @@
-"""`alarmgw assets` and `alarmgw maintenance plan`: what the promise owes a site over time,
-from its site file alone. The asset register (each device's warranty and rated life) and the
-visits owed (monthly for three months, regular ones in the first year, the visit in the
-warranty's last ten days), as of a day (today, UTC, unless `--on`)."""
+"""`alarmgw assets` and `alarmgw maintenance`: what the promise owes a site over time. The
+asset register (each device's warranty and rated life) and the visits owed (monthly for
+three months, regular ones in the first year, the visit in the warranty's last ten days), as
+of a day (today, UTC, unless `--on`), with the visits the site's store has recorded as done;
+and the visit itself: `start`, `status`, `finish` and `report`, on the site's store (a
+running gateway follows within a poll interval)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -17,6 +20,7 @@ from alarmgw.diagnostics.maintenance import plan
 from alarmgw.yamlfile import ConfigError
 
 from .site_file import load_site
+from .store import Store, VisitConflict
 from .tables import stdout_console
 
 
@@ -25,9 +29,24 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _site_args(a)
     a.add_argument("--expiring", metavar="DAYS", type=_count, help="only those whose warranty ends within DAYS")
     a.add_argument("--end-of-life", metavar="MONTHS", type=_count, help="only those at their rated life within MONTHS")
-    m = sub.add_parser("maintenance", help="the maintenance visits the site is owed")
+    m = sub.add_parser("maintenance", help="the maintenance visits the site is owed, and the visit itself")
     msub = m.add_subparsers(dest="action", required=True, metavar="ACTION")
     _site_args(msub.add_parser("plan", help="every visit owed in the warranty, with its window and state"))
+    start = msub.add_parser("start", help="put the site into maintenance: covers opened are findings, not tickets")
+    start.add_argument("--by", metavar="NAME", required=True, help="the engineer on site")
+    start.add_argument(
+        "--hours", metavar="H", type=_hours, help="it ends by itself after H hours (default: the site's)"
+    )
+    finish = msub.add_parser("finish", help="close the visit with its report: every device tested, untested or failed")
+    finish.add_argument("--by", metavar="NAME", required=True, help="the engineer on site")
+    status = msub.add_parser("status", help="the visit running now and what was seen so far")
+    rep = msub.add_parser("report", help="a finished visit's report")
+    rep.add_argument("id", metavar="ID", type=int, help="visit number")
+    for p in (start, finish, status, rep):
+        p.add_argument("-c", "--config", metavar="SITE.yaml", type=Path, required=True, help="the site file")
+        p.add_argument("--json", action="store_true", help="print JSON")
+    for p in (finish, rep):
+        p.add_argument("--html", metavar="FILE", type=Path, help="also write the report as a printable HTML page")
 
 
 def _site_args(p: argparse.ArgumentParser) -> None:
@@ -41,6 +60,15 @@ def _count(text: str) -> int:
     if not 0 <= n <= 100_000:
         raise argparse.ArgumentTypeError(f"0 to 100000, not {n}")
     return n
+
+
+def _hours(text: str) -> float:
+    from .maintenance import MAX_HOURS
+
+    h = float(text)
+    if not 0 < h <= MAX_HOURS:
+        raise argparse.ArgumentTypeError(f"more than 0 and at most {MAX_HOURS:g}, not {text}")
+    return h
 
 
 def _iso(d: date | None) -> str | None:
@@ -92,8 +120,23 @@ def _asset_doc(a: Asset, today: date) -> dict[str, object]:
     }
 
 
+def maintenance(args: argparse.Namespace) -> int:
+    if args.action == "plan":
+        return maintenance_plan(args)
+    return visit_command(args)
+
+
+def done_days(store_path: Path) -> list[date]:
+    """The days of the visits the site's store recorded (none if there is no store yet)."""
+    if not store_path.exists():
+        return []
+    with Store(store_path) as store:
+        return [v.started_at.date() for v in store.visits.done()]
+
+
 def maintenance_plan(args: argparse.Namespace) -> int:
-    site = load_site(args.config).config
+    loaded = load_site(args.config)
+    site = loaded.config
     today = args.on or datetime.now(UTC).date()
     commissioned = site.site.commissioned_on
     if commissioned is None:
@@ -101,7 +144,8 @@ def maintenance_plan(args: argparse.Namespace) -> int:
     system = asset(site.site.id, "site", commissioned)  # the system's warranty: the promise's 12 months
     assert system.warranty_until is not None
     visits = plan(commissioned, system.warranty_until, site.maintenance.regular_months)
-    rows = [(v, v.state(today)) for v in visits]
+    done = done_days(loaded.store_path)
+    rows = [(v, v.state(today, done)) for v in visits]
     if args.json:
         doc = {
             "site": site.site.id,
@@ -122,4 +166,61 @@ def maintenance_plan(args: argparse.Namespace) -> int:
     for v, st in rows:
         table.add_row(str(v.n), v.kind.replace("_", "-"), v.opens.isoformat(), v.closes.isoformat(), st.value)
     stdout_console().print(table)
+    return 0
+
+
+def visit_command(args: argparse.Namespace) -> int:
+    from .maintenance import close, infos, report_html
+
+    loaded = load_site(args.config)
+    cfg = loaded.config
+    out = stdout_console()
+    now = datetime.now(UTC)
+    with Store(loaded.store_path) as store:
+        if args.action == "start":
+            hours = args.hours if args.hours is not None else cfg.maintenance.max_hours
+            row = store.visits.start(args.by, now, now + timedelta(hours=hours))
+            doc: dict[str, Any] | None = row.head(cfg.site.id)
+        elif args.action == "status":
+            running = store.visits.running()
+            doc = (
+                None
+                if running is None
+                else running.head(cfg.site.id) | {"findings": {d: f.to_json() for d, f in running.findings.items()}}
+            )
+        elif args.action == "finish":
+            running = store.visits.running()
+            if running is None:
+                raise VisitConflict("no maintenance visit runs")
+            faulty: dict[str, list[str]] = {}
+            for device, fault in store.tickets.active_faults():
+                faulty.setdefault(device, []).append(fault)
+            row = close(
+                store, cfg.site.id, infos(cfg.devices()), running, now, args.by, "finished", running.findings, faulty
+            )
+            doc = row.report
+        else:
+            row = store.visits.get(args.id)
+            doc = row.report or row.head(cfg.site.id)
+    if args.json:
+        print(json.dumps(doc))
+        return 0
+    if doc is None:
+        out.print("no maintenance visit runs")
+        return 0
+    if getattr(args, "html", None) is not None and "devices" in doc:
+        args.html.write_text(report_html(doc), encoding="utf-8")
+    out.print(
+        f"visit {doc['visit']} at {doc['site']}: started {doc['started_at']} by {doc['started_by']}", highlight=False
+    )
+    if "devices" not in doc:
+        ends = f"finished {doc['finished_at']}" if doc.get("finished_at") else f"ends by {doc['ends_by']} at the latest"
+        out.print(f"running; {ends}; {len(doc.get('findings', {}))} devices heard from so far", highlight=False)
+        return 0
+    table = Table(title=f"{doc['ended']} {doc['finished_at']} by {doc['finished_by']}: {doc['counts']}")
+    for col in ("device", "kind", "verdict", "why"):
+        table.add_column(col)
+    for d in doc["devices"]:
+        table.add_row(d["device"], d["kind"], d["verdict"], "; ".join(d["why"]))
+    out.print(table)
     return 0

@@ -15,10 +15,12 @@ from alarmgw.model import Device, Reading
 
 from .bus import Bus
 from .changes import Change
+from .maintenance import Visit
 from .polling import Link
 from .scheduler import PollJob
 from .site_file import LoadedSite
 from .store import Store
+from .store.visits import VisitRow
 
 
 class SiteView(Protocol):
@@ -33,6 +35,9 @@ class SiteView(Protocol):
 
     @property
     def devices(self) -> Mapping[str, Device]: ...
+
+    @property
+    def visit(self) -> Visit: ...
 
     @property
     def table(self) -> FaultTable: ...
@@ -73,6 +78,18 @@ class SiteView(Protocol):
 
     def set_user_action(self, ticket_id: int, text: str, *, actor: str) -> Ticket:
         """Record what the customer did about the failure; raises NotFound or Unavailable."""
+        ...
+
+    def start_visit(self, by: str, hours: float) -> VisitRow:
+        """Put the site into maintenance; raises Invalid, Conflict or Unavailable."""
+        ...
+
+    def finish_visit(self, by: str, *, ended: str = "finished") -> VisitRow:
+        """Close the running visit with its report; raises Conflict or Unavailable."""
+        ...
+
+    def visit_report(self, visit_id: int) -> VisitRow:
+        """A visit and its report; raises NotFound."""
         ...
 
     def out_of_service(self, ticket_id: int, out: bool, *, actor: str) -> Ticket:

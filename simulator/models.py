@@ -185,7 +185,7 @@ class SimSite:
             sensor_fault="sensor_fault" in on,
             fire_trouble="fire_trouble" in on,
             contamination_pct=85.0 if "dirty_chamber" in on else contamination,
-            alarm=False,
+            alarm="test_alarm" in on,
             self_test_age_s=min(t - self.self_tests[device_id], MAX_LINK_AGE_S)
             if device_id in self.self_tests
             else MAX_LINK_AGE_S,

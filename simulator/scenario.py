@@ -36,6 +36,7 @@ FaultName = Literal[
     "dirty_chamber",
     "battery_missing",
     "keybus_fault",  # an IT-100 loses the panel's keybus (reports 896)
+    "test_alarm",  # the device in alarm: an engineer's walk test or test smoke
 ]
 
 

@@ -260,9 +260,10 @@ function renderDevices(devices) {
 
 async function refresh() {
   try {
-    const [site, devices, faults, tickets] = await Promise.all([
-      api("/api/site"), api("/api/devices"), api("/api/faults"), api("/api/tickets"),
+    const [site, devices, faults, tickets, visit] = await Promise.all([
+      api("/api/site"), api("/api/devices"), api("/api/faults"), api("/api/tickets"), api("/api/maintenance"),
     ]);
+    renderVisit(visit);
     state.offsetMs = Date.parse(site.at) - Date.now();
     state.lastOk = Date.now();
     state.unreachable = null;
@@ -277,6 +278,42 @@ async function refresh() {
   } catch (e) {
     if (e.status !== 401) { state.unreachable = e.message; tick(); }
   }
+}
+
+function renderVisit(m) {
+  const running = m.running;
+  const engineer = state.role === "engineer";
+  if (running) {
+    const heard = Object.keys(running.findings).length;
+    $("visit").textContent = `visit ${running.visit} by ${running.started_by} since ${running.started_at.slice(0, 16).replace("T", " ")} UTC, ends by ${running.ends_by.slice(11, 16)} UTC; ${heard} devices heard so far. Covers opened are findings, not tickets.`;
+  } else {
+    const last = m.done[m.done.length - 1];
+    $("visit").textContent = last ? `no visit running; the last: ${last.visit}, ${last.ended} ${String(last.finished_at).slice(0, 10)} by ${last.finished_by}` : "no visit running";
+  }
+  $("visit-start").hidden = !engineer || Boolean(running);
+  $("visit-finish").hidden = !engineer || !running;
+}
+
+function renderReport(report) {
+  const c = report.counts;
+  $("visit-counts").textContent = `visit ${report.visit}: ${c.tested} tested, ${c.untested} untested, ${c.failed} failed`;
+  $("visit-report").tBodies[0].replaceChildren(
+    ...report.devices.map((d) => el("tr", { "data-device": d.device, class: d.verdict }, el("td", {}, d.device), el("td", {}, d.kind), el("td", { "data-verdict": d.verdict }, d.verdict), el("td", {}, d.why.join("; ")))),
+  );
+  $("visit-report").hidden = false;
+}
+
+async function visitAction(action, button) {
+  button.disabled = true;
+  $("visit-error").textContent = "";
+  try {
+    const answer = await api(`/api/maintenance/${action}`, { method: "POST" });
+    if (action === "finish") renderReport(answer);
+  } catch (e) {
+    $("visit-error").textContent = `${action} visit refused: ${e.message}`;
+  }
+  button.disabled = false;
+  await refresh();
 }
 
 async function move(id, action, button, withNote = true) {
@@ -329,6 +366,9 @@ async function start() {
   state.timer = setInterval(refresh, REFRESH_MS);
   state.ticker ||= setInterval(tick, 1000);
 }
+
+$("visit-start").addEventListener("click", (ev) => visitAction("start", ev.currentTarget));
+$("visit-finish").addEventListener("click", (ev) => visitAction("finish", ev.currentTarget));
 
 $("login").addEventListener("submit", (ev) => {
   ev.preventDefault();

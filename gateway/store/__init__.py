@@ -5,7 +5,7 @@ Writes happen only when a fault, a ticket or a request changes something, never 
 reading, so a full sync on every commit costs nothing measurable; it is what keeps the last
 tickets through a power cut, which is one of the faults this box exists to report. One
 connection, and a small class per family of tables: `store.tickets`, `store.outbox`,
-`store.history`, `store.audit`, `store.escalations`. The store calls nobody: a caller passes
+`store.history`, `store.audit`, `store.escalations`, `store.visits`. The store calls nobody: a caller passes
 what it wants written and gets back what was stored.
 """
 
@@ -23,6 +23,7 @@ from .outbox import EVICTABLE, Outbox
 from .records import Audit, Escalations, History
 from .schema import VERSION, migrate
 from .tickets import Tickets
+from .visits import VisitConflict, VisitNotFound, Visits
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Store:
         self.history = History(self._db)
         self.audit = Audit(self._db)
         self.escalations = Escalations(self._db, self.outbox)
+        self.visits = Visits(self._db)
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -89,4 +91,6 @@ __all__ = [
     "Store",
     "StoreError",
     "TicketNotFound",
+    "VisitConflict",
+    "VisitNotFound",
 ]

@@ -164,8 +164,27 @@ def _v4(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE tickets ADD COLUMN out_of_service INTEGER NOT NULL DEFAULT 0")
 
 
+def _v5(db: sqlite3.Connection) -> None:
+    """Maintenance visits: who started and finished each, its time limit, what the gateway
+    saw of every device during it, and its report. At most one runs at a time."""
+    db.execute(
+        """CREATE TABLE visits (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            started_at TEXT NOT NULL,
+            started_by TEXT NOT NULL,
+            ends_by TEXT NOT NULL,
+            finished_at TEXT,
+            finished_by TEXT,
+            ended TEXT,
+            findings TEXT NOT NULL,
+            report TEXT
+        )"""
+    )
+    db.execute("CREATE UNIQUE INDEX one_running_visit ON visits ((finished_at IS NULL)) WHERE finished_at IS NULL")
+
+
 # Step n takes a store from version n-1 to n. Append; never edit a step that has shipped.
-STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
+STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
 VERSION = len(STEPS)
 
 

@@ -128,6 +128,25 @@ async def test_engineer_sees_the_site_and_acknowledges_a_ticket(
         "customer: the customer refitted the cover"
     )
     assert h.gateway.store.tickets.get(moved.id).user_action == "the customer refitted the cover"
+    # on site, the engineer takes the device out for the repair: its downtime clock runs
+    await tamper.locator('button[data-action="dispatch"]').click()
+    await expect(tamper.locator("td[data-state]")).to_have_text("dispatched")
+    assert await tamper.locator('button[data-action="out_of_service"]').count() == 0  # not before arrival
+    await tamper.locator('button[data-action="arrive"]').click()
+    await expect(tamper.locator("td[data-state]")).to_have_text("on site")
+    await tamper.locator('button[data-action="out_of_service"]').click()
+    await expect(tamper.locator(f'div[data-out-of-service="{moved.id}"]')).to_have_text("device out of service")
+    await expect(tamper.locator('td[data-clock="downtime"]')).to_contain_text("left")
+    assert h.gateway.store.tickets.get(moved.id).out_of_service
+    # a maintenance visit, started and finished on the page, with its report
+    await page.locator("#visit-start").click()
+    await expect(page.locator("#visit")).to_contain_text("visit 1 by eng-1")
+    assert h.gateway.core.visit.running
+    await page.locator("#visit-finish").click()
+    await expect(page.locator("#visit-counts")).to_contain_text("visit 1: ")
+    low = page.locator('#visit-report tr[data-device="smoke-1"] td[data-verdict]')
+    await expect(low).to_have_text("failed")  # its battery is low
+    await expect(page.locator("#visit")).to_contain_text("the last: 1, finished")
     assert await csp_refusals(page) == []  # script, style, API calls, the move: all its own
 
 

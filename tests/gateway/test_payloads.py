@@ -80,7 +80,13 @@ def test_the_asset_register_and_plan_match_their_schema() -> None:
     assert (m.topic, m.retain, m.qos) == ("alarmgw/s1/assets", True, 1)
     doc = json.loads(m.payload)
     check("assets", doc)
-    assert doc["visits"][-1] == {"n": 7, "kind": "pre_expiry", "opens": "2027-02-06", "closes": "2027-02-15"}
+    assert doc["visits"][-1] == {
+        "n": 7,
+        "kind": "pre_expiry",
+        "opens": "2027-02-06",
+        "closes": "2027-02-15",
+        "done_on": None,
+    }
     assert doc["devices"][1] == {
         "device": "pir-1",
         "kind": "pir_detector",

@@ -300,6 +300,7 @@ FAULT_PROBES: dict[str, tuple[str, Callable[[SiteOnClock, str], bool]]] = {
     "dirty_chamber": ("smoke-3", lambda s, d: s.state(d)["contamination_pct"] == 85.0),
     "battery_missing": ("host-1", _flag("battery_missing")),
     "keybus_fault": ("host-1", _keybus_fault),
+    "test_alarm": ("pir-1", _flag("alarm")),
 }
 
 
