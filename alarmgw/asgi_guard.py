@@ -10,6 +10,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from starlette.responses import Response
 from starlette.types import Message, Receive, Send
 
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers
@@ -135,3 +136,22 @@ async def refuse(
         head.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
+
+
+def invalid_request(_request: object, exc: Exception) -> Response:
+    """A request whose parameters or body do not fit: 422 naming each field and what was
+    wrong, without echoing what was sent (text that cannot be encoded, a lone surrogate
+    say, would otherwise turn the refusal into a crash)."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {
+            "loc": [str(part).encode("utf-8", "backslashreplace").decode() for part in e.get("loc", ())],
+            "msg": str(e.get("msg", "")).encode("utf-8", "backslashreplace").decode(),
+            "type": str(e.get("type", "")),
+        }
+        for e in errors[:20]
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)

@@ -35,12 +35,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp
 
 from alarmgw import __version__
+from alarmgw.asgi_guard import invalid_request
 from alarmgw.clock import Clock, SystemClock
 from alarmgw.diagnostics.tickets import MOVES
 
@@ -448,4 +450,5 @@ def build_app(
         openapi_extra=None if metrics_public else {"security": [{"HTTPBearer": []}]},
     )
     app.add_exception_handler(Exception, crashed)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     return app

@@ -101,6 +101,10 @@ async def test_the_users_measures_are_recorded_by_an_engineer(api: tuple[Harness
     assert (await client.post(url, headers=VIEW, json={"text": "reset it"})).status_code == 403
     assert (await client.post(url, headers=ENG, json={"text": ""})).status_code == 422
     assert (await client.post(url, headers=ENG, json={"text": "x" * 1001})).status_code == 422
+    # Text no encoding can carry (a lone surrogate) is refused naming the field, not a crash.
+    body = b'{"text": "\\ud800' + b"x" * 1001 + b'"}'
+    lone = await client.post(url, headers={**ENG, "content-type": "application/json"}, content=body)
+    assert lone.status_code == 422 and lone.json()["detail"][0]["loc"] == ["body", "text"], lone.text
     r = await client.post(url, headers=ENG, json={"text": "the customer reset the panel"})
     assert r.status_code == 200, r.text
     assert (r.json()["user_action"], r.json()["version"]) == ("the customer reset the panel", t.version + 1)
