@@ -6,7 +6,8 @@ nothing, since shared subscriptions keep no order across workers); the latest te
 device; each site's status and last word. Rows go in sorted by key, so two workers writing
 the same sites lock them in the same order. Should PostgreSQL refuse a batch for what one
 message holds, the batch is written again a message at a time, each under a savepoint, and
-the message it refuses becomes a dead letter with PostgreSQL's reason.
+the message it refuses becomes a dead letter with PostgreSQL's reason. The tickets written
+have their spare part reserved, consumed or released in the same transaction (`parts`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime
 
 import psycopg
 
+from . import parts
 from .parse import Assets, Dead, Event, Parsed, Replayed, Status, Telemetry, TicketVersion, dead
 
 Conn = psycopg.AsyncConnection[tuple[object, ...]]
@@ -38,6 +40,7 @@ class Written:
     dead: int = 0
     reasons: list[str] = field(default_factory=list)  # of the dead, for the log
     escalations: list[str] = field(default_factory=list)  # escalation events new to the centre (JSON)
+    parts_low: list[parts.Low] = field(default_factory=list)  # parts that went low at their depot
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,7 @@ async def write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, bo
             out.duplicates += one.duplicates
             out.dead += one.dead
             out.reasons += one.reasons
+            out.parts_low += one.parts_low
     return out
 
 
@@ -106,11 +110,11 @@ async def _write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, b
                 assets[p.site_id] = p
     await _sites(conn, heard, status, replayed, received_at, book)
     new_ids = await _events(conn, events, received_at)
-    await write_tickets(conn, tickets, received_at)
+    parts_low = await write_tickets(conn, tickets, received_at)
     fresh = await _telemetry(conn, telemetry, received_at)
     await _assets(conn, assets, received_at)
     await _dead(conn, deads, received_at)
-    out = Written(dead=len(deads), reasons=[d.reason for d in deads])
+    out = Written(dead=len(deads), reasons=[d.reason for d in deads], parts_low=parts_low)
     out.escalations = [e.payload for i, e in events.items() if e.kind == "escalation" and i in new_ids]
     for m in batch:
         ids = [p.event_id for p in m.parsed if isinstance(p, Event)]
@@ -194,10 +198,11 @@ async def _events(conn: Conn, events: dict[str, Event], at: datetime) -> set[str
     return {str(r[0]) for r in await cur.fetchall()}
 
 
-async def write_tickets(conn: Conn, tickets: dict[tuple[str, int], TicketVersion], at: datetime) -> None:
-    """Each ticket's row, moved only forward (a version above the stored one)."""
+async def write_tickets(conn: Conn, tickets: dict[tuple[str, int], TicketVersion], at: datetime) -> list[parts.Low]:
+    """Each ticket's row, moved only forward (a version above the stored one), then its part
+    reserved, consumed or released as its stored version asks; the parts that went low."""
     if not tickets:
-        return
+        return []
     rows = [tickets[k] for k in sorted(tickets)]
     await conn.execute(
         """
@@ -226,6 +231,7 @@ async def write_tickets(conn: Conn, tickets: dict[tuple[str, int], TicketVersion
             [r.ticket for r in rows],
         ),
     )
+    return await parts.settle_tickets(conn, tickets.keys(), at)
 
 
 async def _telemetry(conn: Conn, telemetry: dict[tuple[str, str], Telemetry], at: datetime) -> set[tuple[str, str]]:

@@ -1,5 +1,5 @@
-"""`alarmgw centre migrate|ingest|desk|user -c CENTRE.yaml`: set up the centre's database, run
-a worker, serve the desk, add a desk user.
+"""`alarmgw centre migrate|ingest|desk|user|report -c CENTRE.yaml`: set up the centre's
+database, run a worker, serve the desk, add a desk user, make a site's monthly report.
 
 Exit codes as the rest of `alarmgw`: 0 done, 2 bad input (the centre file, naming the file and
 the key; a database that cannot be reached), 130 interrupted. `ingest` runs until SIGTERM or
@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .service_report import Month
 
 MAX_WORKER = 9999
 
@@ -34,6 +38,13 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     u.add_argument(
         "--password-file", type=Path, metavar="FILE", help="the password (first line); else typed, or a line on stdin"
     )
+    r = csub.add_parser("report", help="a site's monthly service report, for its customer (times in UTC)")
+    r.add_argument("site", help="the site's id")
+    r.add_argument("-c", "--config", type=Path, required=True, metavar="CENTRE.yaml")
+    r.add_argument("--month", type=_month, metavar="YYYY-MM", help="the calendar month, UTC (default: last month)")
+    r.add_argument("--html", type=Path, metavar="FILE", help="write the printable page (one file, charts inline)")
+    r.add_argument("--pdf", type=Path, metavar="FILE", help="write the page as PDF")
+    r.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
 
 
 def _worker(text: str) -> int:
@@ -44,6 +55,15 @@ def _worker(text: str) -> int:
     if not 0 <= n <= MAX_WORKER:
         raise argparse.ArgumentTypeError(f"{n} is not within 0 to {MAX_WORKER}")
     return n
+
+
+def _month(text: str) -> Month:
+    from .service_report import Month, ReportError
+
+    try:
+        return Month.parse(text)
+    except ReportError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,13 +14,14 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from alarmgw.clock import Clock, SystemClock
 from alarmgw.diagnostics.escalation import Escalation
 from alarmgw.yamlfile import ConfigError, read_text
 
-from . import db
+from . import db, service_report, service_report_page
 from .config import LoadedCentre, load_centre
 from .desk_auth import UserError
 from .desk_auth import add_user as desk_add_user
@@ -29,6 +30,7 @@ from .liveness import LivenessRunner
 from .notify import Notifier, load_targets
 from .relay import Relay, load_keys
 from .rota import EscalationNotice
+from .service_report import Month, ReportError
 
 log = logging.getLogger("alarmgw.centre")
 
@@ -45,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
             return asyncio.run(desk(loaded))
         if args.centre_command == "user":
             return asyncio.run(add_user(loaded, args.name, args.role, _password(args.password_file)))
+        if args.centre_command == "report":
+            return report(loaded, args.site, args.month, args.html, args.pdf, as_json=args.json)
     except ConfigError as exc:
         print(f"config error in {exc.path}:", file=sys.stderr)
         for problem in exc.problems:
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     except db.DatabaseError as exc:
         print(f"database error: {exc}", file=sys.stderr)
         return 2
-    except (UserError, OSError) as exc:
+    except (UserError, ReportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -123,6 +127,43 @@ async def add_user(loaded: LoadedCentre, name: str, role: str, password: str) ->
         user = await desk_add_user(pool, name, role, password)
     print(f"desk user {user.name} ({user.role}) added")
     return 0
+
+
+def report(
+    loaded: LoadedCentre,
+    site: str,
+    month: Month | None,
+    html: Path | None,
+    pdf: Path | None,
+    *,
+    as_json: bool = False,
+    clock: Clock | None = None,
+) -> int:
+    """A site's monthly report: a summary (or the JSON) on stdout, the page and its PDF to files."""
+    now = (clock or SystemClock()).now()
+    month = month or Month.before(now)
+    month.check(now)
+    made = service_report.build(asyncio.run(_month_facts(loaded, site, month, now)))
+    print(json.dumps(made, indent=2) if as_json else "\n".join(service_report.summary_lines(made)))
+    if html is not None or pdf is not None:
+        page = service_report_page.render_html(made)
+        if html is not None:
+            html.write_text(page, encoding="utf-8")
+            print(f"page written to {html}", file=sys.stderr)
+        if pdf is not None:
+            pdf.write_bytes(service_report_page.render_pdf(page))
+            print(f"PDF written to {pdf}", file=sys.stderr)
+    return 0
+
+
+async def _month_facts(loaded: LoadedCentre, site: str, month: Month, now: datetime) -> service_report.Facts:
+    cfg = loaded.config
+    async with await db.connect(cfg.database.dsn, loaded.db_password) as conn:
+        await db.migrate(conn)
+        facts = await service_report.gather(conn, site, month, now)
+    if facts is None:
+        raise ReportError(f"no site {site!r} at the centre")
+    return facts
 
 
 def _password(path: Path | None) -> str:

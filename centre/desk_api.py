@@ -18,12 +18,13 @@ from typing import Annotated, Literal, Protocol
 import psycopg
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from alarmgw.asgi_guard import MAX_HEAD_BYTES
+from alarmgw.asgi_guard import MAX_HEAD_BYTES, invalid_request
 from alarmgw.clock import Clock, iso
 from alarmgw.diagnostics.tickets import MOVES, TRANSITIONS, IllegalTransition, TicketState, moves_from
 
@@ -118,10 +119,18 @@ def build_app(pool: AsyncConnectionPool, config: DeskConfig, clock: Clock, relay
 
     app.add_exception_handler(psycopg.OperationalError, unavailable)
     app.add_exception_handler(PoolTimeout, unavailable)
-    from . import desk_complaints, desk_plans  # their routes use this module's permission check
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    from . import (
+        desk_complaints,
+        desk_parts,
+        desk_plans,
+        desk_report,
+    )  # their routes use this module's permission check
 
     app.include_router(desk_complaints.router)
     app.include_router(desk_plans.router)
+    app.include_router(desk_parts.router)
+    app.include_router(desk_report.router)
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:
@@ -162,6 +171,7 @@ def build_app(pool: AsyncConnectionPool, config: DeskConfig, clock: Clock, relay
         f = desk_store.TicketFilter(site, area, fault, state, engineer)
         async with conns.connection() as conn:
             total, rows = await desk_store.open_tickets(conn, clock.now(), f, limit)
+            await desk_parts.annotate(conn, rows)
         return {"at": iso(clock.now()), "total": total, "tickets": rows}
 
     @app.get("/api/tickets/{site}/{ref}", summary="One ticket with its history and its device's readings")
@@ -170,6 +180,8 @@ def build_app(pool: AsyncConnectionPool, config: DeskConfig, clock: Clock, relay
     ) -> dict[str, object]:
         async with conns.connection() as conn:
             found = await desk_store.ticket(conn, site, ref, clock.now())
+            if found is not None:
+                await desk_parts.annotate(conn, [found])
         if found is None:
             raise HTTPException(404, f"no ticket {ref} at site {site}")
         return found

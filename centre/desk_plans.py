@@ -34,7 +34,8 @@ def plans(sites: list[tuple[str, dict[str, Any]]], today: date, days: int, month
     for site, doc in sites:
         for v in doc.get("visits", []):
             visit = Visit(int(v["n"]), v["kind"], date.fromisoformat(v["opens"]), date.fromisoformat(v["closes"]))
-            state = visit.state(today)  # no visit is recorded at the centre yet: none is done
+            done = _day(v.get("done_on"))  # the day the site recorded the visit, if it did
+            state = visit.state(today, [] if done is None else [done])
             soon, recent = visit.opens <= horizon, visit.closes >= today - OVERDUE_SHOWN
             if (state is VisitState.UPCOMING and soon) or (state is not VisitState.UPCOMING and recent):
                 visits.append({"site": site, **v, "state": state.value})

@@ -263,6 +263,8 @@ class IngestWorker:
         c.dead += written.dead
         for reason in written.reasons[:3]:
             log.info("ingest %s: dead letter: %s", self.client_id, reason)
+        for low in written.parts_low:
+            log.warning("ingest %s: spare parts: %s", self.client_id, low.describe())
         if written.escalations and self.on_escalations is not None:
             self.on_escalations(written.escalations)
         self.batch_done.set()

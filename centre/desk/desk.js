@@ -1,5 +1,5 @@
 // The centre's desk: every site's open tickets, nearest breach first, with incidents, sites,
-// one ticket's detail and the dispatch board. Times come from the API in UTC and are shown
+// one ticket's detail and the dispatch board, the complaints and the spare parts. Times come from the API in UTC and are shown
 // in the browser's local time, which the header names. Countdowns run against the server's
 // clock (`to_breach_s` at the moment of the answer), not the browser's.
 "use strict";
@@ -133,7 +133,7 @@ async function start() {
 }
 
 async function refresh() {
-  await Promise.all([loadTickets(), loadIncidents(), loadSites(), loadComplaints()]);
+  await Promise.all([loadTickets(), loadIncidents(), loadSites(), loadComplaints(), loadParts()]);
   $("status").textContent = `as of ${local(state.at)}`;
   if (state.chosen) await openTicket(state.chosen.site, state.chosen.ref, false);
 }
@@ -159,7 +159,7 @@ async function loadTickets() {
     const plan = t.plan ? `${t.plan.engineer} (${local(t.plan.planned_arrival)})` : "";
     const tr = el("tr", { "data-key": `${t.site}/${t.ref}` },
       el("td", {}, t.site), el("td", {}, t.ref), el("td", {}, t.fault), el("td", {}, t.device),
-      el("td", {}, t.area || "-"), el("td", {}, t.state),
+      el("td", {}, t.area || "-"), el("td", {}, t.state, partOut(t)),
       el("td", { class: "clock", "data-breach": t.to_breach_s == null ? "" : String(t.to_breach_s) }),
       el("td", { class: t.plan && t.plan.margin_s < 0 ? "late" : "" }, plan));
     tr.addEventListener("click", () => openTicket(t.site, t.ref, true));
@@ -170,6 +170,10 @@ async function loadTickets() {
   $("no-tickets").hidden = rows.length > 0;
   $("ticket-count").textContent = body.total > rows.length ? `(${rows.length} of ${body.total})` : `(${body.total})`;
   tick();
+}
+
+function partOut(t) {
+  return t.part && t.part.out ? el("span", { class: "part-out", title: t.part.why }, "part out") : "";
 }
 
 function tick() {
@@ -257,6 +261,61 @@ async function complain(event) {
   await loadComplaints();
 }
 
+// --- spare parts ---------------------------------------------------------------------------
+
+async function loadParts() {
+  const body = await api("/api/parts");
+  $("parts").tBodies[0].replaceChildren(...body.depots.flatMap((d) => d.stock.map((s) =>
+    el("tr", { "data-line": `${d.name}/${s.part}` },
+      el("td", {}, d.default ? `${d.name} (default)` : d.name), el("td", {}, s.part), el("td", {}, s.on_hand),
+      el("td", {}, s.reserved), el("td", { class: s.low ? "breached" : "" }, s.free), el("td", {}, s.low_at)))));
+  $("parts-out").replaceChildren(...body.out.map((o) => {
+    const li = el("li", { "data-key": `${o.site}/${o.ref}`, title: o.why }, `part out: ${o.site} ticket ${o.ref} (${o.state}) needs ${o.name}, none free at depot ${o.depot}`);
+    li.addEventListener("click", () => openTicket(o.site, o.ref, true));
+    return li;
+  }));
+  $("parts-count").textContent = `(${body.depots.length} depots, ${body.low.length} low, ${body.out.length} tickets waiting for a part)`;
+  $("receive").hidden = !state.me.may.includes("move");
+}
+
+async function receive(event) {
+  event.preventDefault();
+  $("p-error").textContent = "";
+  const depot = $("p-depot").value.trim();
+  const doc = { part: $("p-part").value.trim(), quantity: Number($("p-quantity").value) };
+  try {
+    await api(`/api/parts/depots/${encodeURIComponent(depot)}/receipt`, { method: "POST", body: JSON.stringify(doc) });
+    $("receive").reset();
+  } catch (e) {
+    $("p-error").textContent = e.message;
+  }
+  await refresh();
+}
+
+const BILLING = { true: "out of warranty: charged at cost", false: "in warranty: free" };
+
+function showPart(t) {
+  const p = t.part;
+  const out = $("d-part");
+  out.className = p && p.out ? "late" : "";
+  const billing = p && p.use !== "consumed" && p.billable != null ? ` (${BILLING[p.billable]})` : "";
+  out.textContent = p ? `${p.name}: ${p.why}${billing}` : "No part named by the diagnosis.";
+  const box = $("d-part-actions");
+  box.replaceChildren();
+  if (!p || !["waiting", "reserved"].includes(p.use) || !state.me.may.includes("assign")) return;
+  const b = el("button", { type: "button", "data-part-release": "1" }, "release the part");
+  b.addEventListener("click", async () => {
+    try {
+      await api(`/api/tickets/${encodeURIComponent(t.site)}/${t.ref}/part/release`, { method: "POST", body: JSON.stringify({}) });
+      $("d-error").textContent = "";
+    } catch (e) {
+      $("d-error").textContent = e.message;
+    }
+    await refresh();
+  });
+  box.append(b);
+}
+
 // --- one ticket -------------------------------------------------------------------------
 
 async function openTicket(site, ref, fresh) {
@@ -268,7 +327,7 @@ async function openTicket(site, ref, fresh) {
   $("detail").dataset.key = `${site}/${ref}`;
   $("d-title").textContent = `${t.title || t.fault} — ${site} ticket ${ref}`;
   $("d-where").textContent = `${t.device} (${t.device_kind}) · ${t.location || "-"} · ${t.area || "-"} · ${t.state} · opened ${local(t.opened_at)}`;
-  const clocks = ["response", "arrival", "repair"].filter((n) => t.clocks[n]).map((n) => [n, t.clocks[n]]);
+  const clocks = ["response", "arrival", "repair", "downtime"].filter((n) => t.clocks[n]).map((n) => [n, t.clocks[n]]);
   $("d-clocks").tBodies[0].replaceChildren(...clocks.map(([name, c]) =>
     el("tr", {}, el("td", {}, name), el("td", {}, local(c.due)), el("td", { class: c.state }, c.state), el("td", { class: "clock" }, span(c.remaining_s)))));
   const dl = $("d-diagnosis");
@@ -281,6 +340,7 @@ async function openTicket(site, ref, fresh) {
   $("d-history").replaceChildren(...t.history.map((h) =>
     el("li", {}, `${local(h.at)} ${h.action}${h.by ? ` by ${h.by}` : ""}${h.state && h.state !== h.action ? ` (${h.state})` : ""}${h.note ? `: ${h.note}` : ""}`)));
   showMoves(t);
+  showPart(t);
   showPlan(t);
 }
 
@@ -374,6 +434,7 @@ $("login").addEventListener("submit", logIn);
 $("logout").addEventListener("click", logOut);
 $("assign").addEventListener("submit", assign);
 $("complain").addEventListener("submit", complain);
+$("receive").addEventListener("submit", receive);
 $("filters").addEventListener("submit", (e) => { e.preventDefault(); loadTickets().catch((err) => { $("status").textContent = err.message; }); });
 $("f-area").addEventListener("change", () => loadTickets().catch(() => {}));
 $("f-state").addEventListener("change", () => loadTickets().catch(() => {}));

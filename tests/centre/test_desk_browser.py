@@ -155,3 +155,53 @@ async def test_a_viewer_sees_no_dispatch_form_or_moves(
     await page.click("#logout")
     await expect(page.locator("#login")).to_be_visible()
     assert await page.evaluate("sessionStorage.getItem('alarmgw-desk-token')") is None
+
+
+async def test_a_part_out_shows_on_its_ticket_and_parts_received_at_the_desk_go_to_it(
+    browser: Browser, desk_url: str, desk_pool: AsyncConnectionPool, tmp_path: Path
+) -> None:
+    from tests.centre.test_parts import send, versions
+
+    async with desk_pool.connection() as conn:
+        await conn.execute("TRUNCATE depots, depot_sites, depot_stock, part_uses, part_moves RESTART IDENTITY")
+        await conn.execute(
+            "INSERT INTO depots (name, is_default, created_at, created_by) VALUES ('north', true, now(), 'dora')"
+        )
+    await send(desk_pool, *versions("city-7", 5, "PSU", in_warranty=False)[:3])  # dispatched: none free at north
+    page = await browser.new_page(viewport={"width": 1400, "height": 1200})
+    await page.goto(desk_url)
+    await page.fill("#login-name", "dora")
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login button[type=submit]")
+    row = page.locator("#tickets tr[data-key='city-7/5']")
+    await expect(row.locator("td").nth(5)).to_have_text("dispatchedpart out")
+    await expect(page.locator("#parts-out li")).to_have_text(
+        ["part out: city-7 ticket 5 (dispatched) needs PSU, none free at depot north"]
+    )
+    await expect(page.locator("#parts tr[data-line='north/PSU'] td")).to_have_text(
+        ["north (default)", "PSU", "0", "0", "0", "1"]
+    )
+    await page.click("#parts-out li")
+    await expect(page.locator("#d-part")).to_have_text(
+        "PSU: part out: none free at depot north; the repair clock cannot be met until one comes in"
+        " (out of warranty: charged at cost)"
+    )
+    await shot(page, "desk-part-out.png", tmp_path)
+    await page.fill("#p-depot", "north")
+    await page.fill("#p-part", "PSU")
+    await page.fill("#p-quantity", "2")
+    await page.click("#receive button[type=submit]")
+    await expect(page.locator("#parts-out li")).to_have_count(0)
+    await expect(page.locator("#parts tr[data-line='north/PSU'] td")).to_have_text(
+        ["north (default)", "PSU", "2", "1", "1", "1"]
+    )
+    await expect(row.locator("td").nth(5)).to_have_text("dispatched")
+    await expect(page.locator("#d-part")).to_have_text(
+        "PSU: reserved at depot north (out of warranty: charged at cost)"
+    )
+    await page.click("[data-part-release]")
+    await expect(page.locator("#d-part")).to_have_text(
+        "PSU: released at depot north (out of warranty: charged at cost)"
+    )
+    await expect(page.locator("[data-part-release]")).to_have_count(0)
+    await page.close()

@@ -4,6 +4,7 @@ complaint's history and the audit trail; refused when wrong; a report of the clo
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -105,3 +106,12 @@ async def test_a_wrong_complaint_is_refused_saying_what_is_wrong(
     assert r.status_code == 422, r.text
     assert says in r.text
     assert (await desk.http.get("/api/complaints/999", headers=await desk.login("vera"))).status_code == 404
+
+
+async def test_text_no_encoding_carries_is_refused_not_a_crash(desk: Desk) -> None:
+    """A lone surrogate in a field that fails validation once made the refusal itself fail (500)."""
+    headers = {**await desk.login("dora"), "content-type": "application/json"}
+    body = json.dumps({**COMPLAINT, "channel": "\ud800"})  # sent as the escape \ud800
+    r = await desk.http.post("/api/complaints", content=body.encode(), headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "channel"]

@@ -55,6 +55,24 @@ def test_plans_across_sites_from_a_table() -> None:
     assert plans(sites, today, days=0, months=0)["warranty_ending"] == []
 
 
+@pytest.mark.parametrize(
+    ("done_on", "state"),
+    [
+        (None, "overdue"),  # no visit recorded
+        ("2025-12-20", "done"),  # inside its window (2025-12-05 to 2026-02-22)
+        ("2025-12-04", "overdue"),  # a day before its window: another visit's
+        ("2026-02-23", "overdue"),  # after it
+    ],
+)
+def test_a_visit_the_site_recorded_inside_its_window_is_done(done_on: str | None, state: str) -> None:
+    doc = json.loads(site_doc("old-2", date(2025, 3, 5))[1])
+    regular = next(v for v in doc["visits"] if v["opens"] == "2025-12-05")
+    regular["done_on"] = done_on
+    got = plans([("old-2", doc)], date(2026, 3, 2), days=14, months=6)
+    (visit,) = (v for v in got["visits"] if v["opens"] == "2025-12-05")  # type: ignore[union-attr]
+    assert (visit["done_on"], visit["state"]) == (done_on, state)
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(60)
 async def test_a_sites_assets_reach_the_desks_plans(
