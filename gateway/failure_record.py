@@ -40,6 +40,7 @@ def record(t: Ticket, log: Sequence[Mapping[str, str]]) -> list[tuple[str, str]]
         ("part", str(d.get("part") or "-")),
         ("in warranty at detection", warranty),
         ("engineers", ", ".join(engineers) or "-"),
+        ("downtime", _downtime(t)),
         ("steps", "; ".join(f"{name} {iso(at)}" for name, at in stamps if at) or "-"),
     ]
 
@@ -55,3 +56,14 @@ def record_html(t: Ticket, rows: Sequence[tuple[str, str]]) -> str:
         "white-space:nowrap}td{padding:4px 0}table{border-collapse:collapse}tr{border-bottom:1px solid #ccc}</style>\n"
         f"<h1>{title}</h1>\n<table>\n{body}\n</table>\n</html>\n"
     )
+
+
+def _downtime(t: Ticket) -> str:
+    """How long the system stopped while the component was replaced (promised: under an hour)."""
+    if t.down_since is None:
+        return "none: the device was not taken away"
+    if t.back_at is None:
+        return f"since {iso(t.down_since)}, not back yet"
+    minutes = (t.back_at - t.down_since).total_seconds() / 60
+    verdict = "within the hour" if minutes <= 60 else "over the hour"
+    return f"{minutes:.0f} min ({iso(t.down_since)} to {iso(t.back_at)}), {verdict}"

@@ -190,6 +190,7 @@ def test_ticket_commands_move_and_refuse(site: Path, simulator: subprocess.Popen
     assert lines["measures taken by the user"] == "covered the detector <and> called us"
     assert lines["engineers"] == "eng-7" and lines["location"] and lines["degree of impact"]
     assert lines["type"].startswith("tamper on a pir detector (pir-2)")
+    assert lines["downtime"].endswith("not back yet")  # marked out and in, never heard since: a store alone
     assert "covered the detector &lt;and&gt; called us" in page.read_text()
     shown = json.loads(alarmgw("tickets", "show", tid, "--json", "--db", str(db)).stdout)
     assert shown["user_action"] == "covered the detector <and> called us" and shown["history"][-1]["actor"] == "desk-2"
