@@ -9,6 +9,7 @@ to the tickets waiting for them at once."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -314,6 +315,29 @@ async def map_sites(
     return {"depot": depot, "sites": len(body.sites), "not_heard_from": unheard[:100]}
 
 
+async def _stocked(
+    conn: parts.Conn,
+    now: datetime,
+    depot: str,
+    part: str,
+    kind: Kind,
+    held: Stock | None,
+    line: Stock,
+    user: User,
+    note: str,
+) -> tuple[list[tuple[str, str]], Stock | None]:
+    """Record a change of stock made at the desk, hand what it frees to the tickets waiting
+    (oldest dispatch first), and read the line again: (the tickets served, the line)."""
+    await parts.record(conn, now, depot, part, kind, held, line, by=user.name, note=note)
+    why = "on receipt" if kind == "receipt" else "after a count"
+    served = await parts.allocate(conn, depot, part, now, user.name, why)
+    return served, await parts.lock_stock(conn, depot, part)
+
+
+def _stock_answer(depot: str, part: str, line: Stock, served: list[tuple[str, str]]) -> dict[str, object]:
+    return {**_line(depot, part, line), "reserved_for": [{"site": s, "ref": r} for s, r in served]}
+
+
 @router.post("/api/parts/depots/{depot}/receipt", summary="Parts received at a depot; they go to tickets waiting first")
 async def receipt(
     request: Request,
@@ -346,16 +370,14 @@ async def receipt(
                 line = parts.after(base, "receipt", body.quantity)
                 if body.low_at is not None:
                     line = Stock(line.on_hand, line.reserved, body.low_at)
-                await parts.record(conn, now, depot, body.part, "receipt", held, line, by=user.name, note=body.note)
-                served = await parts.allocate(conn, depot, body.part, now, user.name, "on receipt")
-                line = await parts.lock_stock(conn, depot, body.part)
+                served, line = await _stocked(conn, now, depot, body.part, "receipt", held, line, user, body.note)
         detail = {"part": body.part, "quantity": body.quantity, "reserved_for": [f"{s}/{r}" for s, r in served]}
         result = f"refused: {why[1]}" if why else "ok"
         await auth.audit(conn, now, user.name, "part_receipt", f"depot/{depot}", result, detail)
     if why:
         raise HTTPException(*why)
     assert line is not None
-    return {**_line(depot, body.part, line), "reserved_for": [{"site": s, "ref": r} for s, r in served]}
+    return _stock_answer(depot, body.part, line, served)
 
 
 @router.post("/api/parts/depots/{depot}/count", summary="A count of a part at a depot corrects what is on hand")
@@ -384,9 +406,7 @@ async def count(
                 )
         if why is None and held is not None:
             line = parts.after(held, "count", body.on_hand)
-            await parts.record(conn, now, depot, body.part, "count", held, line, by=user.name, note=body.note)
-            served = await parts.allocate(conn, depot, body.part, now, user.name, "after a count")
-            line = await parts.lock_stock(conn, depot, body.part)
+            served, line = await _stocked(conn, now, depot, body.part, "count", held, line, user, body.note)
             if line is not None and parts.went_low(held, line):
                 log.warning("spare parts: %s", parts.Low(depot, body.part, line.free, line.low_at).describe())
         detail = {"part": body.part, "on_hand": body.on_hand, "was": held.on_hand if held else None}
@@ -395,7 +415,7 @@ async def count(
     if why:
         raise HTTPException(*why)
     assert line is not None
-    return {**_line(depot, body.part, line), "reserved_for": [{"site": s, "ref": r} for s, r in served]}
+    return _stock_answer(depot, body.part, line, served)
 
 
 @router.post("/api/parts/depots/{depot}/threshold", summary="When a part at a depot is low: this many free or fewer")
