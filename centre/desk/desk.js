@@ -133,7 +133,7 @@ async function start() {
 }
 
 async function refresh() {
-  await Promise.all([loadTickets(), loadIncidents(), loadSites(), loadComplaints(), loadParts()]);
+  await Promise.all([loadTickets(), loadIncidents(), loadSites(), loadComplaints(), loadParts(), loadPlans()]);
   $("status").textContent = `as of ${local(state.at)}`;
   if (state.chosen) await openTicket(state.chosen.site, state.chosen.ref, false);
 }
@@ -262,6 +262,25 @@ async function complain(event) {
 }
 
 // --- spare parts ---------------------------------------------------------------------------
+
+// --- maintenance and warranty across sites ---------------------------------------------------
+
+async function loadPlans() {
+  const body = await api("/api/plans?days=14&months=6");
+  const states = { overdue: "breached", due: "running soon", done: "met", upcoming: "" };
+  $("plan-visits").tBodies[0].replaceChildren(...body.visits.map((v) =>
+    el("tr", { "data-visit": `${v.site}/${v.n}` },
+      el("td", {}, v.site), el("td", {}, `${v.n} (${v.kind.replace("_", "-")})`),
+      el("td", {}, `${v.opens} to ${v.closes}`), el("td", { class: states[v.state] || "" }, v.state))));
+  const devices = new Map();
+  for (const d of [...body.warranty_ending, ...body.end_of_life]) devices.set(`${d.site}/${d.device}`, d);
+  $("plan-ending").tBodies[0].replaceChildren(...[...devices.entries()].map(([key, d]) =>
+    el("tr", { "data-device": key },
+      el("td", {}, d.site), el("td", {}, d.device), el("td", {}, d.kind), el("td", {}, d.warranty_until || "-"),
+      el("td", { class: d.reached ? "breached" : "" }, d.end_of_life || "-"))));
+  const overdue = body.visits.filter((v) => v.state === "overdue").length;
+  $("plan-count").textContent = `(${body.visits.length} visits, ${overdue} overdue; ${body.warranty_ending.length} warranties ending, ${body.end_of_life.length} at their rated life)`;
+}
 
 async function loadParts() {
   const body = await api("/api/parts");

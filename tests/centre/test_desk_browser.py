@@ -205,3 +205,35 @@ async def test_a_part_out_shows_on_its_ticket_and_parts_received_at_the_desk_go_
     )
     await expect(page.locator("[data-part-release]")).to_have_count(0)
     await page.close()
+
+
+async def test_the_plans_across_sites_are_on_the_page(
+    browser: Browser, desk_url: str, desk_pool: AsyncConnectionPool
+) -> None:
+    import json
+    from datetime import date
+
+    from psycopg.types.json import Jsonb
+
+    from tests.centre.test_plans import site_doc
+
+    doc = json.loads(site_doc("old-2", date(2025, 3, 5))[1])
+    next(v for v in doc["visits"] if v["opens"] == "2025-12-05")["done_on"] = "2025-12-20"
+    async with desk_pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO site_assets (site_id, at, doc, received_at) VALUES ('old-2', %s, %s, %s)",
+            (NOW, Jsonb(doc), NOW),
+        )
+    page = await browser.new_page()
+    await page.goto(desk_url)
+    await page.fill("#login-name", "vera")
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login button[type=submit]")
+    visits = page.locator("#plan-visits tbody tr")
+    await expect(visits).to_have_count(3)
+    await expect(page.locator("#plan-visits tr[data-visit='old-2/7'] td").nth(3)).to_have_text("due")  # pre-expiry
+    states = await visits.evaluate_all("rows => rows.map(r => r.cells[3].textContent)")
+    assert states == ["overdue", "done", "due"]  # the visit the site recorded is done
+    await expect(page.locator("#plan-ending tr[data-device='old-2/host-1'] td").nth(3)).to_have_text("2026-03-04")
+    await expect(page.locator("#plan-ending tr[data-device='old-2/pir-9'] td").nth(4)).to_have_text("2026-01-01")
+    await expect(page.locator("#plan-count")).to_contain_text("3 visits, 1 overdue")
