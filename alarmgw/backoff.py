@@ -32,5 +32,10 @@ class Backoff:
         spread = base * self.jitter
         return max(0.0, min(self.cap_s, base + self._rng.uniform(-spread, spread)))
 
+    def exhaust(self) -> None:
+        """Every delay from now on is the longest, until `reset()`: for a failure that trying
+        again soon will not mend."""
+        self.failures = max(self.failures, 32)
+
     def reset(self) -> None:
         self.failures = 0

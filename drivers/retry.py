@@ -22,13 +22,23 @@ class RetryGate:
         """Seconds until the next attempt is allowed (0: now)."""
         return max(0.0, self._retry_at - self._clock.monotonic())
 
+    @property
+    def longest_s(self) -> float:
+        """The longest delay between attempts."""
+        return self._backoff.cap_s
+
     def check(self, name: str, where: str) -> None:
         """Raise LinkDown while the gate is closed."""
         wait = self.retry_in_s
         if wait > 0:
             raise LinkDown(f"{name}: {where} down, next attempt in {wait:.1f} s")
 
-    def failed(self) -> None:
+    def failed(self, *, longest: bool = False) -> None:
+        """Close the gate for the next backoff delay. `longest`: a failure that trying again
+        soon will not mend (a wrong password), so this and every later delay is the longest,
+        until a success."""
+        if longest:
+            self._backoff.exhaust()
         self._retry_at = self._clock.monotonic() + self._backoff.next_delay()
 
     def succeeded(self) -> None:

@@ -212,6 +212,21 @@ class It100Endpoint(_Strict):
     bus: Ident
 
 
+class EnvisalinkEndpoint(_Strict):
+    """An Envisalink (EVL-3/4) on the network: the IT-100 command set over TCP, behind a login."""
+
+    address: HostName
+    port: Int = Field(default=4025, ge=1, le=65535)
+    password_file: SitePath  # the module's password, one line; never written in the site file
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_password(cls, data: object) -> object:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("password: the Envisalink's password is read from a file only; name it in password_file")
+        return data
+
+
 class DeviceConfig(_Strict):
     id: Ident
     kind: DeviceKind
@@ -241,17 +256,19 @@ class HostConfig(_Strict):
     modbus: ModbusTcpEndpoint | None = None
     rtu: RtuEndpoint | None = None
     it100: It100Endpoint | None = None
+    envisalink: EnvisalinkEndpoint | None = None
     poll_interval_s: Interval | None = None
     devices: list[DeviceConfig] = []
 
     @model_validator(mode="after")
     def _one_transport(self) -> HostConfig:
-        given = [k for k in ("modbus", "rtu", "it100") if getattr(self, k) is not None]
+        kinds = ("modbus", "rtu", "it100", "envisalink")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of modbus, rtu, it100 (given: {', '.join(given) or 'none'})")
-        if self.it100 is None and not self.model:
+            raise ValueError(f"give exactly one of {', '.join(kinds)} (given: {', '.join(given) or 'none'})")
+        if not self.zoned and not self.model:
             raise ValueError("model: a Modbus host needs the name of its register profile")
-        place = "zone" if self.it100 is not None else "slot"
+        place = "zone" if self.zoned else "slot"
         for i, d in enumerate(self.devices):
             if getattr(d, place) is None:
                 raise ValueError(f"devices[{i}].{place}: required for a device on a host reached over {given[0]}")
@@ -260,6 +277,11 @@ class HostConfig(_Strict):
     @property
     def bus(self) -> str | None:
         return self.rtu.bus if self.rtu else self.it100.bus if self.it100 else None
+
+    @property
+    def zoned(self) -> bool:
+        """A DSC panel (IT-100 or Envisalink): its devices are zones, not register slots."""
+        return self.it100 is not None or self.envisalink is not None
 
 
 class TlsConfig(_Strict):
@@ -429,6 +451,7 @@ class SiteConfig(_Strict):
                     raise ValueError(f"zigbee2mqtt[{zi}].{key}: {ident!r} already used by {seen[ident]}")
                 seen[ident] = f"zigbee2mqtt[{zi}]"
         units: dict[tuple[str, int], str] = {}
+        modules: dict[tuple[str, int], str] = {}  # an Envisalink takes one session at a time
         for hi, host in enumerate(self.hosts):
             if host.bus is not None:
                 key = "rtu" if host.rtu else "it100"
@@ -446,11 +469,18 @@ class SiteConfig(_Strict):
                     )
                 units[(host.bus, unit)] = host.id
             where = f"hosts[{hi}]"
+            if host.envisalink is not None:
+                module = (host.envisalink.address.lower(), host.envisalink.port)
+                if module in modules:
+                    raise ValueError(
+                        f"{where}.envisalink: {module[0]}:{module[1]} already serves host {modules[module]!r}"
+                    )
+                modules[module] = host.id
             if host.id in seen:
                 raise ValueError(f"{where}.id: {host.id!r} already used by {seen[host.id]}")
             seen[host.id] = where
             places: dict[int, str] = {}
-            place = "zone" if host.it100 else "slot"
+            place = "zone" if host.zoned else "slot"
             kinds = {d.id: d.kind for d in host.devices}
             for di, dev in enumerate(host.devices):
                 dwhere = f"{where}.devices[{di}]"

@@ -103,7 +103,7 @@ def sensor_fields(site: LoadedSite, devices: Mapping[str, Device]) -> dict[str, 
     cfg = site.config
     fields: dict[str, list[str]] = {}
     for host in cfg.hosts:
-        if host.it100 is not None:
+        if host.zoned:
             continue
         profile = site.profiles[host.model]
         for d in [devices[host.id]] + [devices[x.id] for x in host.devices]:

@@ -1,8 +1,8 @@
 """Files that hold secrets should be readable by the gateway's user alone. The gateway says so
 once, at start, for each one that others can read: engineers' legacy HMAC secrets, the API
-tokens, the InfluxDB token, broker password files, and the site file itself when a broker
-password is written in it. It only warns: an operator may have reasons, and a box that
-refuses to start over a file mode is a box that reports nothing."""
+tokens, the InfluxDB token, broker and Envisalink password files, and the site file itself
+when a broker password is written in it. It only warns: an operator may have reasons, and a
+box that refuses to start over a file mode is a box that reports nothing."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def secret_files(site: LoadedSite) -> Iterator[tuple[str, Path]]:
         yield "http.tokens_file", resolve(base, cfg.http.tokens_file)
     if cfg.influxdb is not None and cfg.influxdb.token_file is not None:
         yield "influxdb.token_file", resolve(base, cfg.influxdb.token_file)
+    for hi, host in enumerate(cfg.hosts):
+        if host.envisalink is not None:
+            yield f"hosts[{hi}].envisalink.password_file", resolve(base, host.envisalink.password_file)
     brokers: list[tuple[str, BrokerConfig]] = []
     if cfg.uplink is not None:
         brokers.append(("uplink.broker", cfg.uplink.broker))

@@ -1,5 +1,5 @@
-"""From a site file to what polls its equipment: one link per Modbus TCP host and per serial
-bus, host pollers with their block-read plans, one poll job per host and interval (phases
+"""From a site file to what polls its equipment: one link per Modbus TCP host, per Envisalink
+host and per serial bus, host pollers with their block-read plans, one poll job per host and interval (phases
 staggered), a health job per bus, and the MQTT device feed. Nothing here opens anything:
 links connect on their first request, the feed when its task starts."""
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
-from alarmgw.drivers.it100_link import It100Link, It100Poller
+from alarmgw.drivers.it100_link import EnvisalinkLink, It100Connection, It100Link, It100Poller
 from alarmgw.drivers.modbus_client import HostPoller, ModbusLink, rtu_link, tcp_link
 from alarmgw.drivers.modbus_map import BlockRead
 from alarmgw.drivers.mqtt_devices import MqttDeviceFeed
@@ -21,7 +21,7 @@ from .scheduler import PollJob
 from .site_file import LoadedSite
 
 Ingest = Callable[[Sequence[Reading]], None]
-Link = ModbusLink | It100Link
+Link = ModbusLink | It100Connection
 
 
 @dataclass
@@ -79,9 +79,24 @@ def build_polling(
         host_dev = devices[host.id]
         bus_cfg = next((b for b in cfg.buses if b.id == host.bus), None)
         host_interval = host.poll_interval_s or (bus_cfg and bus_cfg.poll_interval_s) or cfg.poll.interval_s
-        if host.it100 is not None:
-            it_link = bus_links[host.it100.bus]
-            assert isinstance(it_link, It100Link)
+        if host.zoned:
+            if host.envisalink is not None:
+                ev = host.envisalink
+                it_link: Link = EnvisalinkLink(
+                    host.id,
+                    ev.address,
+                    ev.port,
+                    site.envisalink_passwords[host.id],
+                    clock,
+                    timeout_s=cfg.poll.timeout_s,
+                    retries=cfg.poll.retries,
+                    backoff=backoff(),
+                )
+                out.links.append(it_link)
+            else:
+                assert host.it100 is not None
+                it_link = bus_links[host.it100.bus]
+            assert isinstance(it_link, It100Connection)
             zones = {d.zone: devices[d.id] for d in host.devices if d.zone is not None}
             panel = It100Poller(host_dev, zones, it_link, clock, ingest)
             job(f"{host.id}@{host_interval:g}s", host_interval, panel.poll, [host.id, *(d.id for d in zones.values())])

@@ -39,7 +39,8 @@ async def simulate(site: LoadedSite, scenario_path: Path | None, seed: int, dura
             "event": "ready",
             "started_at": iso(sim.started_at),
             "seed": sim.seed,
-            "hosts": [f"{s.endpoint.address}:{s.endpoint.port}" for s in sim.servers],
+            "hosts": [f"{s.endpoint.address}:{s.endpoint.port}" for s in sim.servers]
+            + [s.address for s in sim.envisalinks],
             "buses": {bus_id: str(line.line.link_path) for bus_id, line in sim.lines.items()},
         }
         broker = site.device_broker

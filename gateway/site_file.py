@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from alarmgw.diagnostics.rules import DEFAULT_FAULTS_FILE, FaultTable, compile_rules, load_fault_table
+from alarmgw.drivers.envisalink import check_password
 from alarmgw.drivers.json_map import JsonProfile, load_json_profile
 from alarmgw.drivers.modbus_map import Profile, load_profile
 from alarmgw.drivers.mqtt_link import BrokerSpec
@@ -46,9 +47,17 @@ class LoadedSite:
                 what = "is a file, not a folder" if extra.exists() else "no such folder"
                 raise ConfigError(path, f"profiles_dir: {extra}: {what}")
         self.profiles: dict[str, Profile] = {}
+        self.envisalink_passwords: dict[str, str] = {}  # host -> its module's password
         for hi, host in enumerate(config.hosts):
-            if host.it100 is None and host.model not in self.profiles:
+            if not host.zoned and host.model not in self.profiles:
                 self.profiles[host.model] = find_profile(host.model, extra, path, f"hosts[{hi}].model", load_profile)
+            if host.envisalink is not None:
+                key = f"hosts[{hi}].envisalink.password_file"
+                password = read_secret(path, key, host.envisalink.password_file)
+                try:
+                    self.envisalink_passwords[host.id] = check_password(password)
+                except ValueError as exc:
+                    raise ConfigError(path, f"{key}: {exc}") from None
         self.json_profiles: dict[str, JsonProfile] = {}
         for zi, z in enumerate(config.zigbee2mqtt):
             if z.profile not in self.json_profiles:

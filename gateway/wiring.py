@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from alarmgw.simulator.envisalink import EnvisalinkEndpoint
 from alarmgw.simulator.modbus_server import HostEndpoint
 from alarmgw.simulator.runner import RtuUnit, SerialBusEndpoint, Simulator, Z2mEndpoint
 from alarmgw.simulator.scenario import Scenario
@@ -45,6 +46,22 @@ def simulator_buses(site: LoadedSite) -> list[SerialBusEndpoint]:
     return out
 
 
+def simulator_envisalinks(site: LoadedSite) -> list[EnvisalinkEndpoint]:
+    """One simulated Envisalink per Envisalink host of the site, with its password and zones."""
+    devices = {d.id: d for d in site.config.devices()}
+    return [
+        EnvisalinkEndpoint(
+            devices[h.id],
+            h.envisalink.address,
+            h.envisalink.port,
+            site.envisalink_passwords[h.id],
+            {d.zone: devices[d.id] for d in h.devices if d.zone is not None},
+        )
+        for h in site.config.hosts
+        if h.envisalink is not None
+    ]
+
+
 def simulator_zigbee(site: LoadedSite) -> list[Z2mEndpoint]:
     """One simulated Zigbee2MQTT bridge per bridge of the site, on the site's device broker."""
     if site.device_broker is None:
@@ -59,7 +76,12 @@ def simulator_zigbee(site: LoadedSite) -> list[Z2mEndpoint]:
 
 
 def simulator_for(site: LoadedSite, scenario: Scenario | None = None, **kw: Any) -> Simulator:
-    """The whole simulated site of a site file: TCP hosts, serial buses, Zigbee2MQTT."""
+    """The whole simulated site of a site file: TCP hosts, serial buses, Envisalinks, Zigbee2MQTT."""
     return Simulator(
-        simulator_endpoints(site), scenario, buses=simulator_buses(site), zigbee=simulator_zigbee(site), **kw
+        simulator_endpoints(site),
+        scenario,
+        buses=simulator_buses(site),
+        zigbee=simulator_zigbee(site),
+        envisalinks=simulator_envisalinks(site),
+        **kw,
     )

@@ -12,6 +12,7 @@ from alarmgw.drivers.modbus_map import Profile
 from alarmgw.drivers.mqtt_link import BrokerSpec
 from alarmgw.model import Device
 
+from .envisalink import EnvisalinkEndpoint, EnvisalinkServer
 from .it100_panel import It100Panel
 from .modbus_server import HostEndpoint, HostRegisters, ModbusHostServer
 from .models import SimSite
@@ -52,7 +53,7 @@ class Z2mEndpoint:
     devices: Mapping[str, Device]
 
 
-Part = ModbusHostServer | RtuSlaveBus | It100Panel | Zigbee2MqttBridge
+Part = ModbusHostServer | RtuSlaveBus | It100Panel | EnvisalinkServer | Zigbee2MqttBridge
 
 
 class Simulator:
@@ -67,6 +68,7 @@ class Simulator:
         clock: Clock | None = None,
         buses: Sequence[SerialBusEndpoint] = (),
         zigbee: Sequence[Z2mEndpoint] = (),
+        envisalinks: Sequence[EnvisalinkEndpoint] = (),
     ) -> None:
         self.clock = clock or SystemClock()
         scenario = scenario or Scenario()
@@ -78,11 +80,14 @@ class Simulator:
             devices += [d for u in bus.rtu_units for d, _ in u.slots]
             if bus.panel is not None:
                 devices += [bus.panel, *bus.zones.values()]
+        for ev in envisalinks:
+            devices += [ev.host, *ev.zones.values()]
         self.site = SimSite(devices, self.seed, scenario.report_interval_s)
         self.t0 = self.clock.monotonic()
         self.started_at = self.clock.now()  # wall time of t0: scenario offsets count from it
         self.site.inject_all(scenario.faults)
         self.servers = [ModbusHostServer(ep, self.site, self.clock, self.t0) for ep in endpoints]
+        self.envisalinks = [EnvisalinkServer(ev, self.site, self.clock, self.t0) for ev in envisalinks]
         self.bridges = [
             Zigbee2MqttBridge(z.broker, z.base_topic, z.bridge, z.devices, self.site, self.clock, self.t0)
             for z in zigbee
@@ -127,6 +132,13 @@ class Simulator:
                 return s
         raise KeyError(host_id)
 
+    def envisalink(self, host_id: str) -> EnvisalinkServer:
+        """A simulated Envisalink; raises KeyError naming an unknown host."""
+        for s in self.envisalinks:
+            if s.endpoint.host.id == host_id:
+                return s
+        raise KeyError(f"no simulated Envisalink {host_id!r}")
+
     def line(self, bus_id: str) -> RtuSlaveBus | It100Panel:
         """A simulated serial line; raises KeyError naming an unknown bus."""
         try:
@@ -147,7 +159,7 @@ class Simulator:
         self.line(bus_id).line.noise = rate
 
     async def start(self) -> None:
-        parts: list[Part] = [*self.servers, *self.lines.values(), *self.bridges]
+        parts: list[Part] = [*self.servers, *self.envisalinks, *self.lines.values(), *self.bridges]
         started: list[Part] = []
         try:
             for s in parts:
@@ -159,7 +171,7 @@ class Simulator:
             raise
 
     async def stop(self) -> None:
-        for s in [*self.servers, *self.lines.values(), *self.bridges]:
+        for s in [*self.servers, *self.envisalinks, *self.lines.values(), *self.bridges]:
             await s.stop()
 
     async def __aenter__(self) -> Simulator:

@@ -63,3 +63,19 @@ def test_secret_files_others_can_read_are_named_at_start(tmp_path: Path) -> None
     tokens.chmod(0o600)
     site_file.chmod(0o600)
     assert warnings(load_site(site_file)) == []
+
+
+def test_an_envisalink_password_file_others_can_read_is_named(tmp_path: Path) -> None:
+    extra = (
+        "  - id: evl-1\n    envisalink: {address: 127.0.0.1, password_file: evl.password}\n"
+        "    devices:\n      - {id: zone-1, kind: pir_detector, zone: 1}\n"
+    )
+    site_file = write_site(tmp_path, 1502, extra=extra)
+    password = tmp_path / "evl.password"
+    password.write_text("user\n")
+    password.chmod(0o640)
+    site_file.chmod(0o600)
+    (found,) = warnings(load_site(site_file))
+    assert found.startswith(f"hosts[1].envisalink.password_file: {password} holds a secret and its group can read it")
+    password.chmod(0o600)
+    assert warnings(load_site(site_file)) == []

@@ -36,6 +36,11 @@ hosts:
       - {id: d1, kind: smoke_detector, slot: 1}
 """
 UPLINK = "uplink:\n  broker: {host: 127.0.0.1, port: 1883"  # closed by each case
+# A second host, reached through an Envisalink: `{}` takes the rest of its `envisalink:` map.
+EVL = (
+    "  - id: e1\n    envisalink: {{address: 127.0.0.1{}}}\n"
+    "    devices:\n      - {{id: z1, kind: pir_detector, zone: 1}}\n"
+)
 GOOD_FAULT = "    title: weak\n    repair: accessory\n    codes: {}\n"
 
 Build = Callable[[Path], Path]
@@ -196,6 +201,62 @@ KINDS: list[tuple[str, Build, str]] = [
         extra("device_broker: {host: 127.0.0.1, password_file: pw}\n", pw=b"\xff\xfe"),
         "device_broker.password_file: ",
     ),
+    # --- an Envisalink host and its password file
+    (
+        "envisalink-inline-password",
+        extra(EVL.format(", password: user")),
+        "hosts[1].envisalink.password: the Envisalink's password is read from a file only",
+    ),
+    ("envisalink-no-password-file", extra(EVL.format("")), "hosts[1].envisalink.password_file: Field required"),
+    (
+        "envisalink-password-file-missing",
+        extra(EVL.format(", password_file: evl.pw")),
+        "hosts[1].envisalink.password_file: no such file",
+    ),
+    (
+        "envisalink-password-file-empty",
+        extra(EVL.format(", password_file: evl.pw"), evl__pw="\n"),
+        "hosts[1].envisalink.password_file: ",
+    ),
+    (
+        "envisalink-password-too-long",
+        extra(EVL.format(", password_file: evl.pw"), evl__pw="0123456789a\n"),
+        "hosts[1].envisalink.password_file: a password of 11 characters (the module takes at most 10)",
+    ),
+    (
+        "envisalink-password-with-a-space",
+        extra(EVL.format(", password_file: evl.pw"), evl__pw="pass word\n"),
+        "hosts[1].envisalink.password_file: the password holds U+0020",
+    ),
+    (
+        "envisalink-port-absurd",
+        extra(EVL.format(", port: 70000, password_file: evl.pw"), evl__pw="user\n"),
+        "hosts[1].envisalink.port",
+    ),
+    (
+        "envisalink-address-garbage",
+        extra(EVL.format(", password_file: evl.pw").replace("127.0.0.1", "'not a host!'"), evl__pw="user\n"),
+        "hosts[1].envisalink.address",
+    ),
+    (
+        "envisalink-and-modbus",
+        text(BASE.replace("port: 1}", "port: 1}\n    envisalink: {address: 127.0.0.1, password_file: evl.pw}")),
+        "hosts[0]: give exactly one of modbus, rtu, it100, envisalink (given: modbus, envisalink)",
+    ),
+    (
+        "envisalink-device-in-a-slot",
+        extra(EVL.format(", password_file: evl.pw").replace("zone: 1", "slot: 1"), evl__pw="user\n"),
+        "hosts[1].devices[0].zone: required for a device on a host reached over envisalink",
+    ),
+    (
+        "envisalink-one-module-two-hosts",
+        extra(
+            EVL.format(", password_file: evl.pw")
+            + EVL.format(", port: 4025, password_file: evl.pw").replace("e1", "e2").replace("z1", "z2"),
+            evl__pw="user\n",
+        ),
+        "hosts[2].envisalink: 127.0.0.1:4025 already serves host 'e1'",
+    ),
     # --- names and keys
     ("escape-sequence-in-a-name", text(BASE.replace("{id: s1}", '{id: s1, name: "\\e[31mred"}')), "site.name: holds"),
     ("misspelt-key", extra("poll: {intervall_s: 5}\n"), "poll.intervall_s: unknown key"),
@@ -344,6 +405,8 @@ RUN_KINDS = {
     "invalid-utf8",
     "deep-mapping",
     "tls-key-without-certificate",
+    "envisalink-inline-password",
+    "envisalink-password-too-long",
 }
 
 
