@@ -3,7 +3,8 @@
 A statement per table, each over all of the batch's rows (`unnest` of arrays): events once
 by `event_id`; a ticket row only moves forward (a version not above the stored one changes
 nothing, since shared subscriptions keep no order across workers); the latest telemetry per
-device; each site's status and last word. Rows go in sorted by key, so two workers writing
+device, and each device's day of battery and signal (`telemetry_daily`, every reading of the
+batch); each site's status and last word. Rows go in sorted by key, so two workers writing
 the same sites lock them in the same order. Should PostgreSQL refuse a batch for what one
 message holds, the batch is written again a message at a time, each under a savepoint, and
 the message it refuses becomes a dead letter with PostgreSQL's reason. The tickets written
@@ -18,7 +19,7 @@ from datetime import datetime
 
 import psycopg
 
-from . import parts
+from . import parts, telemetry_daily
 from .parse import Assets, Dead, Event, Parsed, Replayed, Status, Telemetry, TicketVersion, dead
 
 Conn = psycopg.AsyncConnection[tuple[object, ...]]
@@ -80,6 +81,7 @@ async def _write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, b
     events: dict[str, Event] = {}
     tickets: dict[tuple[str, int], TicketVersion] = {}
     telemetry: dict[tuple[str, str], Telemetry] = {}
+    every_reading: list[Telemetry] = []
     status: dict[str, Status] = {}
     replayed: dict[str, datetime] = {}
     assets: dict[str, Assets] = {}
@@ -101,6 +103,7 @@ async def _write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, b
                 if key not in tickets or p.version > tickets[key].version:
                     tickets[key] = p
             elif isinstance(p, Telemetry):
+                every_reading.append(p)
                 tkey = (p.site_id, p.device_id)
                 if tkey not in telemetry or p.at > telemetry[tkey].at:
                     telemetry[tkey] = p
@@ -112,6 +115,7 @@ async def _write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, b
     new_ids = await _events(conn, events, received_at)
     parts_low = await write_tickets(conn, tickets, received_at)
     fresh = await _telemetry(conn, telemetry, received_at)
+    await telemetry_daily.write(conn, every_reading)
     await _assets(conn, assets, received_at)
     await _dead(conn, deads, received_at)
     out = Written(dead=len(deads), reasons=[d.reason for d in deads], parts_low=parts_low)
@@ -124,7 +128,7 @@ async def _write(conn: Conn, batch: Sequence[Incoming], received_at: datetime, b
         if ids and not any(i in new_ids for i in ids):
             out.duplicates += 1
         elif readings and not any((k := (p.site_id, p.device_id)) in fresh and telemetry[k] is p for p in readings):
-            out.duplicates += 1  # telemetry sent again, or older than what is kept: nothing written
+            out.duplicates += 1  # telemetry sent again, or older than the latest kept (its day still takes it)
         else:
             out.stored += 1
         for i in ids:

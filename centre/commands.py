@@ -29,7 +29,7 @@ from .ingest import IngestWorker
 from .liveness import LivenessRunner
 from .notify import Notifier, load_targets
 from .relay import Relay, load_keys
-from .rota import EscalationNotice
+from .rota import EscalationNotice, VisitNotice
 from .service_report import Month, ReportError
 
 log = logging.getLogger("alarmgw.centre")
@@ -89,6 +89,7 @@ async def ingest(loaded: LoadedCentre, worker: int | None, clock: Clock | None =
             notifier = Notifier(cfg.notify, load_targets(cfg.notify, loaded.path.parent, os.environ), clock)
             w.on_escalations = lambda docs: _notify(notifier, docs)
             runner.on_escalations = lambda reached: _notify_centre(notifier, reached)
+            runner.on_visits = lambda visits: _notify_visits(notifier, visits)
             jobs.append(notifier.run())
         log.info("ingest %s: starting (batch %d, %.2f s)", client_id, cfg.ingest.batch_max, cfg.ingest.batch_wait_s)
         await _until_stopped(*jobs, signals=signals)
@@ -192,6 +193,12 @@ def _notify_centre(notifier: Notifier, reached: Sequence[tuple[str, Escalation]]
     """Marks reached by the centre's own tickets (a site gone dark), to the engineer on duty."""
     for site, e in reached:
         notifier.submit(EscalationNotice.from_escalation(site, e))
+
+
+def _notify_visits(notifier: Notifier, visits: Sequence[VisitNotice]) -> None:
+    """Marks reached by the sites' planned maintenance visits with none done, to the engineer on duty."""
+    for v in visits:
+        notifier.submit(v)
 
 
 async def _until_stopped(*jobs: Coroutine[object, object, None], signals: bool = True) -> None:

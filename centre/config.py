@@ -65,6 +65,12 @@ def _dsn(value: str) -> str:
     return value
 
 
+def _once_each(value: list[int]) -> list[int]:
+    if len(set(value)) != len(value):
+        raise ValueError("a mark given twice")
+    return sorted(value, reverse=True)
+
+
 HostName = Annotated[str, AfterValidator(_host)]
 TopicRoot = Annotated[str, AfterValidator(_topic_root)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -129,6 +135,13 @@ class SitesConfig(_Strict):
     areas: dict[Ident, Area] = Field(default_factory=dict, max_length=1_000_000)
     accept_unlisted: bool = True  # false: a site not under `areas` is dead-lettered
     dead_letters_keep_days: Int = Field(default=30, ge=1, le=3650)
+    # Each device's daily battery and signal (telemetry_daily) older than this is deleted.
+    telemetry_daily_keep_days: Int = Field(default=400, ge=1, le=3650)
+    # A planned maintenance visit with none done is escalated this many days before its window
+    # closes (the end of its last day, UTC); 0 is the moment it is overdue. Empty: never.
+    visit_marks_days: Annotated[
+        list[Annotated[Int, Field(ge=0, le=366)]], Field(max_length=10), AfterValidator(_once_each)
+    ] = [7, 0]
 
     def area_of(self, site_id: str) -> Area:
         return self.areas.get(site_id, self.default_area)

@@ -16,11 +16,12 @@ from alarmgw.diagnostics.sla import add_months
 
 from .desk_api import need  # the desk's one permission check; desk_api takes this router in at build time
 from .desk_auth import Permission, User
+from .visit_marks import HISTORY
 
 router = APIRouter()
 
 MAX_ROWS = 5000  # per list in one answer; `truncated` says when more matched
-OVERDUE_SHOWN = timedelta(days=90)  # visits overdue longer than this are history, not a plan
+OVERDUE_SHOWN = HISTORY  # visits overdue longer than this are history, not a plan (nor escalated)
 
 
 def _day(text: object) -> date | None:

@@ -11,6 +11,9 @@ episode, as on a gateway). `judge` is pure; `LivenessRunner` applies it every
 The centre's tickets escalate like a gateway's: in the same turn, each mark a running clock
 of an open centre ticket has reached (`diagnostics.escalation`) is recorded once in
 `centre_escalations` and, after the turn commits, handed to `on_escalations` (the notifier).
+So do the sites' planned maintenance visits with none done (`visit_marks`, recorded in
+`visit_escalations`, handed to `on_visits`). The turn also deletes what is kept only for a
+while: dead letters, and the oldest days of the devices' daily readings.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal, LiteralString
 
 import psycopg
@@ -31,8 +34,11 @@ from alarmgw.diagnostics.escalation import Escalation, due_escalations
 from alarmgw.diagnostics.sla import Area
 from alarmgw.diagnostics.tickets import Ticket, TicketState, ticket_json
 
+from . import telemetry_daily, visit_marks
 from .config import SitesConfig
 from .db import LIVENESS_LOCK
+from .rota import VisitNotice
+from .rota import title as rota_title
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +189,10 @@ class LivenessRunner:
         # Marks reached by the centre's own tickets' clocks, each once, after its turn commits.
         self.on_escalations: Callable[[Sequence[tuple[str, Escalation]]], None] | None = None
         self.escalated: list[tuple[str, Escalation]] = []  # those of the last turn
+        # Marks reached by the sites' planned maintenance visits, each once, after its turn commits.
+        self.on_visits: Callable[[Sequence[VisitNotice]], None] | None = None
+        self.visits: list[VisitNotice] = []  # those of the last turn
+        self._visits_judged: tuple[date, float] | None = None  # UTC day and monotonic time
         self.looked = asyncio.Event()  # pulsed after each turn, judged or skipped
 
     async def run(self) -> None:
@@ -234,10 +244,22 @@ class LivenessRunner:
                 else:
                     await _back_online(conn, d)
             escalated = await _escalate(conn, now)
+            visits: list[VisitNotice] = []
+            judged: tuple[date, float] | None = None
+            mono = self.clock.monotonic()
+            if visit_marks.time_to_judge(self._visits_judged, now, mono):
+                visits = await visit_marks.escalate(conn, now, self.sites.visit_marks_days)
+                judged = (now.astimezone(UTC).date(), mono)
             await conn.execute(
                 "DELETE FROM dead_letters WHERE received_at < %s",
                 (now - timedelta(days=self.sites.dead_letters_keep_days),),
             )
+            pruned = await telemetry_daily.prune(conn, now, self.sites.telemetry_daily_keep_days)
+        if pruned:
+            keep = self.sites.telemetry_daily_keep_days
+            log.info("daily readings: %d device-days older than %d days deleted", pruned, keep)
+        if judged is not None:  # committed: the next look is due a day or EVERY_S on
+            self._visits_judged = judged
         self.rounds += 1
         self.escalated = escalated
         if escalated:
@@ -245,6 +267,12 @@ class LivenessRunner:
                 log.warning("site %s: %s", site_id, e.describe())
             if self.on_escalations is not None:
                 self.on_escalations(escalated)
+        self.visits = visits
+        if visits:
+            for v in visits:
+                log.warning("%s", rota_title(v))
+            if self.on_visits is not None:
+                self.on_visits(visits)
         return decisions
 
 

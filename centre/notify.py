@@ -1,7 +1,8 @@
-"""Escalations to the engineer on duty, through apprise (e-mail, webhooks, chat): a contact's
-secrets, and `Notifier`, which queues messages (bounded, oldest dropped first), sends them
-with retries and backoff, never blocks or raises into the caller, and pages once per (site,
-ticket, clock, mark). Who is told, and what, is `alarmgw.centre.rota`.
+"""Escalations (and maintenance visits' marks) to the engineer on duty, through apprise
+(e-mail, webhooks, chat): a contact's secrets, and `Notifier`, which queues messages (bounded,
+oldest dropped first), sends them with retries and backoff, never blocks or raises into the
+caller, and pages once per (site, ticket, clock, mark), or (site, visit, mark). Who is told,
+and what, is `alarmgw.centre.rota`.
 
 Secrets stay out of the config file and out of the logs. A contact's URL holds `{secret}`
 where the password or token goes, and `secret_file` or `secret_env` gives it; a password
@@ -27,7 +28,7 @@ from alarmgw.clock import Clock
 from alarmgw.tasks import cancel_and_wait
 from alarmgw.yamlfile import ConfigError, read_text
 
-from .rota import SECRET, EscalationNotice, NoticeKey, NotifyConfig, body, recipients, title
+from .rota import SECRET, Notice, NoticeKey, NotifyConfig, body, recipients, title
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class Notifier:
         self._senders: dict[str, apprise.Apprise] = {}
         self.counters = NotifyCounters()
 
-    def submit(self, notice: EscalationNotice) -> int:
+    def submit(self, notice: Notice) -> int:
         """Queue `notice` for everyone it is routed to now; how many messages were queued
         (0 for a duplicate or when nobody is to be told)."""
         if notice.key in self._seen:

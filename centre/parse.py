@@ -12,16 +12,18 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # no stubs in the environment
 from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
 from alarmgw.clock import parse_iso
+
+from .telemetry_daily import Numbers, numbers
 
 # A dead letter keeps this much of what arrived: enough to see what it was, bounded so a
 # flood of junk costs little disk.
@@ -83,6 +85,7 @@ class Telemetry:
     device_id: str
     at: datetime
     payload: str  # the whole message, JSON; PostgreSQL takes its `values` out
+    numbers: Numbers = ()  # its battery and signal values for the daily history (telemetry_daily.KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +199,12 @@ def _parse(root: str, topic: str, payload: bytes, max_bytes: int) -> list[Parsed
     if doc["site"] != site:
         raise _Refused(f"site {str(doc['site'])[:64]!r} in the payload is not the topic's site {site!r}")
     if kind == "assets":
+        _calendar_days(doc)
         return [Assets(site, _stamp(doc["at"], "at"), text)]
     if kind == "telemetry":
         if doc["device"] != rest[0]:
             raise _Refused("device in the payload is not the topic's device")
-        return [Telemetry(site, doc["device"], _stamp(doc["at"], "at"), text)]
+        return [Telemetry(site, doc["device"], _stamp(doc["at"], "at"), text, numbers(doc["values"]))]
     event = Event(site, _EVENT_KIND[kind], doc["event_id"], topic, _stamp(doc["at"], "at"), text)
     if kind != "tickets":
         return [event]
@@ -249,6 +253,22 @@ def _text(payload: bytes) -> str:
         return payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _Refused(f"not UTF-8 (byte {exc.start})") from None
+
+
+def _calendar_days(doc: dict[str, Any]) -> None:
+    """The schema checks a day's shape (YYYY-MM-DD); a day that is not in the calendar
+    (2026-02-30) is refused here, not met later by every plan and report that reads it."""
+    found: list[tuple[str, object]] = [("warranty_until", doc.get("warranty_until"))]
+    for i, v in enumerate(doc.get("visits", [])):
+        found += [(f"visits[{i}].{k}", v.get(k)) for k in ("opens", "closes", "done_on")]
+    for i, d in enumerate(doc.get("devices", [])):
+        found += [(f"devices[{i}].{k}", d.get(k)) for k in ("commissioned_on", "warranty_until", "end_of_life")]
+    for where, day in found:
+        if isinstance(day, str):
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                raise _Refused(f"{where}: {day[:12]!r} is not a day of the calendar") from None
 
 
 def _stamp(text: str, what: str) -> datetime:

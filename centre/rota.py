@@ -1,6 +1,7 @@
 """Who is told of an escalation: the `notify:` section of the centre's config (a rota of
 engineers, their shifts, and routes saying which escalation marks reach whom), who is on
-duty at a moment (`on_duty`), who a notice goes to (`recipients`) and the message text.
+duty at a moment (`on_duty`), who a notice goes to (`recipients`) and the message text, of a
+ticket's clock (`EscalationNotice`) or of a maintenance visit not done (`VisitNotice`).
 Pure: no I/O; `alarmgw.centre.notify` sends.
 
 Shifts are wall-clock times in the rota's timezone: "08:00-18:00 Europe/London" is 08:00
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -192,6 +193,41 @@ class EscalationNotice:
         return cls(site, ticket, device, fault, clock, float(mark_s), _moment(due, "due"), _moment(at, "at"))
 
 
+@dataclass(frozen=True, slots=True)
+class VisitNotice:
+    """A planned maintenance visit with none done reaching a mark before its window closes
+    (the end of its last day, UTC), or the moment it is overdue (mark 0). Routes see it as
+    fault `maintenance_visit`, clock `visit`; overdue counts as breached."""
+
+    fault: ClassVar[str] = "maintenance_visit"
+    clock: ClassVar[str] = "visit"
+
+    site: str
+    visit: int  # its number in the site's plan
+    kind: str  # monthly, regular, pre_expiry
+    opens: date
+    closes: date  # the window's last day
+    mark_days: int  # days before the window closes; 0 = overdue
+    due: datetime  # the window's end: the day after `closes`, 00:00 UTC
+    at: datetime  # when the mark was reached
+
+    @property
+    def breached(self) -> bool:
+        return self.mark_days == 0
+
+    @property
+    def mark_s(self) -> float:
+        return self.mark_days * 86_400.0
+
+    @property
+    def key(self) -> NoticeKey:
+        """Paged once per site, visit (its number and window) and mark; apart from tickets."""
+        return (self.site, self.visit, f"{self.fault} {self.closes.isoformat()}", self.clock, self.mark_s)
+
+
+Notice = EscalationNotice | VisitNotice
+
+
 def _text(doc: Mapping[str, object], name: str) -> str:
     value = doc.get(name)
     if not isinstance(value, str) or not value:
@@ -229,7 +265,7 @@ def on_duty(rota: NotifyConfig, at: datetime) -> list[Engineer]:
     return [e for e in rota.engineers if e.name in names]
 
 
-def _matches(route: Route, notice: EscalationNotice) -> bool:
+def _matches(route: Route, notice: Notice) -> bool:
     return (
         (route.clocks is None or notice.clock in route.clocks)
         and (route.breached is None or route.breached == notice.breached)
@@ -237,7 +273,7 @@ def _matches(route: Route, notice: EscalationNotice) -> bool:
     )
 
 
-def recipients(config: NotifyConfig, notice: EscalationNotice, at: datetime) -> list[Engineer]:
+def recipients(config: NotifyConfig, notice: Notice, at: datetime) -> list[Engineer]:
     """Everyone the routes send `notice` to at the moment `at`, each once, in rota order."""
     names: set[str] = set()
     for route in config.routes:
@@ -252,15 +288,34 @@ def _span(d: timedelta) -> str:
     return str(timedelta(seconds=round(abs(d.total_seconds()))))
 
 
-def title(notice: EscalationNotice) -> str:
+def title(notice: Notice) -> str:
+    if isinstance(notice, VisitNotice):
+        visit = f"{notice.site}: maintenance visit {notice.visit} ({notice.kind.replace('_', ' ')})"
+        if notice.breached:
+            return f"{visit} OVERDUE: none done, its window closed on {notice.closes.isoformat()}"
+        days = f"{notice.mark_days} day{'s' if notice.mark_days > 1 else ''}"
+        return f"{visit} not done, its window closes within {days} (last day {notice.closes.isoformat()})"
     when = "BREACHED" if notice.breached else f"due in {_span(timedelta(seconds=notice.mark_s))}"
     return f"{notice.site}: ticket {notice.ticket} {notice.fault}, {notice.clock} {when}"
 
 
-def body(notice: EscalationNotice, now: datetime) -> str:
-    """The message: site, ticket, device, fault, clock, due time and time left at `now`."""
+def body(notice: Notice, now: datetime) -> str:
+    """The message: site, ticket, device, fault, clock, due time and time left at `now`; for a
+    visit: site, visit, its window, due time and time left."""
     left = notice.due - now
     time_left = _span(left) if left > timedelta(0) else f"none, overdue by {_span(left)}"
+    if isinstance(notice, VisitNotice):
+        return "\n".join(
+            [
+                f"site: {notice.site}",
+                f"maintenance visit: {notice.visit} ({notice.kind.replace('_', ' ')})",
+                f"window: {notice.opens.isoformat()} to {notice.closes.isoformat()} (UTC days, both included)",
+                "done: no visit recorded in the window",
+                f"due: {iso(notice.due)}",
+                f"time left: {time_left}",
+                f"mark reached: {iso(notice.at)}",
+            ]
+        )
     return "\n".join(
         [
             f"site: {notice.site}",

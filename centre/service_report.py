@@ -14,7 +14,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from alarmgw.clock import iso, parse_iso
 from alarmgw.diagnostics.maintenance import Visit
 from alarmgw.diagnostics.sla import CLOCK_NAMES, PROMISE, add_months, share_report
 
+from . import telemetry_daily
 from .desk_sla import _statuses as judged  # a stored clock as of now: a running clock past due is breached
 from .desk_store import TREND_KEYS
 from .desk_store import _add as add_readings  # a reading's battery and signal values, as the ticket's trend takes them
@@ -113,6 +114,7 @@ class Facts:
     down: list[Down]  # downtime that overlaps the month, whenever its ticket opened
     assets: dict[str, Any] | None  # the site's asset register and plan, as last sent
     latest: list[tuple[str, datetime, dict[str, Any]]]  # device, at, values: latest readings taken in the month
+    daily: list[telemetry_daily.DeviceDay] = field(default_factory=list)  # the month's days, by device and day
 
 
 # --- gathering -----------------------------------------------------------------------------
@@ -157,9 +159,10 @@ async def gather(conn: Conn, site: str, month: Month, now: datetime) -> Facts | 
         (site, month.start, month.end, MAX_DEVICES + 1),
     )
     latest = [(str(d), at, v) for d, at, v in await cur.fetchall() if isinstance(at, datetime) and isinstance(v, dict)]
+    daily = await telemetry_daily.month(conn, site, month.start.date(), month.last_day, MAX_DEVICES + 1)
     register = assets[0] if assets is not None and isinstance(assets[0], dict) else None
     area = str(row[0]) if row[0] is not None else None
-    return Facts(site, area, month, now, tickets, total, down, register, latest)
+    return Facts(site, area, month, now, tickets, total, down, register, latest, daily)
 
 
 # --- the report, pure ----------------------------------------------------------------------
@@ -253,12 +256,22 @@ def end_of_life(assets: Mapping[str, Any] | None, month: Month) -> dict[str, Any
 
 
 def readings(facts: Facts) -> dict[str, Any]:
-    """Battery and signal of each device in the month, from what the centre keeps: each
-    ticket's evidence at its detection and each device's latest reading. The lowest first."""
+    """Battery and signal of each device in the month, the lowest first. From the centre's
+    daily history (`telemetry_daily`: each day's minimum, maximum and last) for the devices it
+    holds; for the others (months before it was kept), from each ticket's evidence at its
+    detection and each device's latest reading.
+
+    A device's row holds, per quantity, `min`, `last`, `last_at` and `count` (readings), and
+    its points: `daily` as [day, min, max, last, readings] per UTC day, or `series` as
+    [at, value] per reading."""
+    by_day: dict[str, list[telemetry_daily.DeviceDay]] = {}
+    for d in facts.daily:
+        if facts.month.start.date() <= d.day <= facts.month.last_day:
+            by_day.setdefault(d.device, []).append(d)
     series: dict[str, dict[str, list[tuple[str, float]]]] = {}
 
     def add(device: str, at: datetime, values: object) -> None:
-        if facts.month.start <= at < facts.month.end:
+        if facts.month.start <= at < facts.month.end and device not in by_day:
             add_readings(series.setdefault(device, {k: [] for k in TREND_KEYS}), iso(at), values)
 
     for t in facts.tickets:
@@ -268,20 +281,39 @@ def readings(facts: Facts) -> dict[str, Any]:
         add(device, at, values)
     kinds = {str(d.get("device")): d.get("kind") for d in (facts.assets or {}).get("devices", [])}
     rows: list[dict[str, Any]] = []
+    for device, days in by_day.items():
+        row: dict[str, Any] = {"device": device, "kind": kinds.get(device), "series": {}, "daily": {}}
+        for key in TREND_KEYS:
+            got = sorted(((d, d.spans[key]) for d in days if key in d.spans), key=lambda x: x[0].day)
+            if not got:
+                continue
+            last_day, last = got[-1]
+            row[key] = {
+                "min": min(s.min for _, s in got),
+                "last": last.last,
+                "last_at": iso(last_day.last_at),
+                "count": sum(d.samples for d, _ in got),
+            }
+            row["daily"][key] = [[d.day.isoformat(), s.min, s.max, s.last, d.samples] for d, s in got]
+        if row["daily"]:
+            rows.append(row)
     for device, by_key in series.items():
-        row: dict[str, Any] = {"device": device, "kind": kinds.get(device), "series": {}}
+        row = {"device": device, "kind": kinds.get(device), "series": {}}
         for key, points in by_key.items():
             if not points:
                 continue
             points.sort()  # ISO times in UTC to the millisecond sort as the times do
-            got = [v for _, v in points]
-            row[key] = {"min": min(got), "last": got[-1], "last_at": points[-1][0], "count": len(got)}
+            got_values = [v for _, v in points]
+            row[key] = {"min": min(got_values), "last": got_values[-1], "last_at": points[-1][0], "count": len(points)}
             row["series"][key] = [list(p) for p in points[-MAX_POINTS:]]
         if row["series"]:
             rows.append(row)
     rows.sort(key=_lowest_first)
+    sources = ["daily minimum, maximum and last reading"] if any("daily" in r for r in rows) else []
+    if any("daily" not in r for r in rows) or not rows:
+        sources += ["ticket evidence at detection", "latest reading"]
     return {
-        "sources": ["ticket evidence at detection", "latest reading"],
+        "sources": sources,
         "devices": rows[:MAX_DEVICES],
         "total": len(rows),
         "charted": min(len(rows), MAX_CHARTS),

@@ -234,6 +234,8 @@ def _readings(r: Mapping[str, Any], charts: list[str] | None) -> str:
     ]
     if not r["devices"]:
         return out[0] + "<p>No battery or signal reading of the month.</p>"
+    if any("daily" in d for d in r["devices"]):
+        out.append('<p class="note">Charted per UTC day: the lowest reading of the day and the last.</p>')
     rows = []
     for d in r["devices"]:
         cells = [_e(d["device"]), _e(d["kind"])]
@@ -279,14 +281,21 @@ def _charts(report: Mapping[str, Any]) -> list[str] | None:
         for i, d in enumerate(report["readings"]["devices"][:MAX_CHARTS]):
             fig = Figure(figsize=(7.2, 1.9), layout="constrained")
             axes = fig.subplots(1, 2)
-            battery = "battery_pct" if "battery_pct" in d["series"] else "battery_v"
+            daily = d.get("daily", {})
+            battery = "battery_pct" if "battery_pct" in d["series"] or "battery_pct" in daily else "battery_v"
             for ax, key, label in ((axes[0], battery, "battery"), (axes[1], "rssi_dbm", "signal")):
                 points = d["series"].get(key, [])
                 ax.set_title(f"{label} ({UNITS[key]})", fontsize=8, loc="left")
                 ax.set_xlim(start, end)
                 ax.set_xticks(ticks, labels=[f"{t.day}" for t in ticks])
                 ax.grid(True, linewidth=0.3)
-                if points:
+                if days := daily.get(key):
+                    # [day, min, max, last, readings]: each day's lowest and its last, at the day's middle
+                    at = [parse_iso(f"{x[0]}T12:00:00Z") for x in days]
+                    ax.plot(at, [x[1] for x in days], marker="v", markersize=3, linewidth=1, label="lowest")
+                    ax.plot(at, [x[3] for x in days], marker="o", markersize=3, linewidth=1, label="last")
+                    ax.legend(fontsize=6, loc="best", frameon=False)
+                elif points:
                     ax.plot(
                         [parse_iso(at) for at, _ in points],
                         [v for _, v in points],

@@ -46,6 +46,6 @@ async def migrated(pg: str) -> AsyncIterator[str]:
         await db.migrate(conn)
         await conn.execute(
             "TRUNCATE sites, events, tickets, telemetry_latest, dead_letters, centre_tickets, centre_escalations,"
-            " complaints, site_assets RESTART IDENTITY"
+            " complaints, site_assets, telemetry_daily, visit_escalations RESTART IDENTITY"
         )
     yield pg

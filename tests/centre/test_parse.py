@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from alarmgw.centre.parse import (
     DEAD_PAYLOAD_KEEP,
     SCHEMAS,
+    Assets,
     Dead,
     Event,
     Replayed,
@@ -175,3 +176,25 @@ def test_the_compiled_checker_and_the_describing_validator_agree(
             holder[f"{last}_extra"] = value
     schema_file = SCHEMAS[which]
     assert checker(schema_file).is_valid(doc) == (not list(validator(schema_file).iter_errors(doc)))
+
+
+@pytest.mark.parametrize(
+    ("where", "day"), [("visits", "2026-02-30"), ("devices", "2025-13-01"), ("done_on", "2026-02-29")]
+)
+def test_an_assets_day_not_in_the_calendar_is_dead_naming_it(where: str, day: str) -> None:
+    """The schema checks only a day's shape; such a day once made every plan and report 500."""
+    from datetime import date
+
+    from tests.centre.test_plans import site_doc
+
+    topic, payload = site_doc("site-1", date(2025, 3, 5))
+    doc = json.loads(payload)
+    if where == "visits":
+        doc["visits"][0]["closes"] = day
+    elif where == "devices":
+        doc["devices"][0]["end_of_life"] = day
+    else:
+        doc["visits"][1]["done_on"] = day
+    (found,) = parse("alarmgw", topic, json.dumps(doc).encode(), 1 << 20)
+    assert isinstance(found, Dead) and "is not a day of the calendar" in found.reason
+    assert isinstance(parse("alarmgw", topic, payload, 1 << 20)[0], Assets)

@@ -409,8 +409,15 @@ async def test_the_desk_reports_a_sites_month(report_desk: Desk) -> None:
     assert [(d["device"], d["reached"]) for d in body["end_of_life"]["devices"]] == [("pir-9", True)]
     seen = {d["device"]: d for d in body["readings"]["devices"]}
     assert set(seen) == {"pir-2", "smoke-1"}  # smoke-1's latest reading is March's: its ticket's evidence counts
-    assert seen["pir-2"]["rssi_dbm"] == {"min": -88.0, "last": -88.0, "last_at": "2026-02-25T06:00:00.000Z", "count": 2}
-    assert seen["smoke-1"]["battery_v"]["min"] == 2.6
+    # pir-2's from the daily history (its one reading of the month), smoke-1's from its ticket's evidence
+    assert seen["pir-2"]["rssi_dbm"] == {"min": -88.0, "last": -88.0, "last_at": "2026-02-25T06:00:00.000Z", "count": 1}
+    assert seen["pir-2"]["daily"]["rssi_dbm"] == [["2026-02-25", -88.0, -88.0, -88.0, 1]]
+    assert seen["smoke-1"]["battery_v"]["min"] == 2.6 and "daily" not in seen["smoke-1"]
+    assert body["readings"]["sources"] == [
+        "daily minimum, maximum and last reading",
+        "ticket evidence at detection",
+        "latest reading",
+    ]
     assert body["truncated"] == []
 
     r = await desk.http.get("/api/sites/city-1/report?month=2026-02&format=html", headers=headers)
