@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict
 from collections.abc import Iterable
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Send
 
+from .buckets import TokenBuckets as TokenBuckets  # the fronts take it from here
+
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers
-MAX_CLIENTS = 4096  # addresses a rate limit remembers; past it the longest quiet is forgotten
 BODY_TIMEOUT_S = 10.0  # a body of a few KiB that takes longer is someone holding a connection
 # Names a loopback front is reached by; the connection's own address is good too.
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -30,34 +30,6 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
-
-
-class TokenBuckets:
-    """Requests per client: a bucket of `burst` tokens each, refilled at `rate` a second; a
-    request takes one. A refused request takes one too, down to a debt of `burst`: a client
-    that does not wait is told to wait longer, each of its requests a turn later than the
-    last, so what it sends over many connections comes back one by one, not all at once.
-    At most `max_clients` buckets are kept, the least recently used going first (a sender
-    with more addresses than that is bounded by the connection cap instead)."""
-
-    def __init__(self, rate: float, burst: float, max_clients: int = MAX_CLIENTS) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.max_clients = max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, when)
-
-    def take(self, client: str, now: float) -> float:
-        """0 when `client` may make a request at `now`, else the seconds it must wait."""
-        tokens, then = self._buckets.pop(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - then) * self.rate)
-        wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
-        self._buckets[client] = (max(-self.burst, tokens - 1), now)
-        if len(self._buckets) > self.max_clients:
-            self._buckets.popitem(last=False)
-        return wait
-
-    def __len__(self) -> int:
-        return len(self._buckets)
 
 
 def host_name(value: bytes) -> str:

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from alarmgw.asgi_guard import TokenBuckets
 from alarmgw.backoff import Backoff
+from alarmgw.buckets import TokenBuckets
 from alarmgw.clock import Clock
 from alarmgw.model import Reading
 
