@@ -109,6 +109,8 @@ class Gateway:
         feed, broker = core.polling.mqtt_feed, site.device_broker
         if feed is not None and broker is not None:
             long_running.append(("mqtt-devices", functools.partial(feed.run, broker)))
+        if core.polling.sia_receiver is not None:
+            long_running.append(("sia-receiver", core.polling.sia_receiver.run))
         if uplinked:
             long_running.append(("uplink", self._build_uplink(core, store)))
         ops = Operations(core)

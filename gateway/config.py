@@ -227,6 +227,33 @@ class EnvisalinkEndpoint(_Strict):
         return data
 
 
+class SiaHubEndpoint(_Strict):
+    """An IP hub that reports to the gateway over SIA DC-09, as to an alarm receiving centre."""
+
+    account: str = Field(pattern=r"^[0-9A-Fa-f]{3,16}$")  # as set in the hub
+    key_file: SitePath | None = None  # its AES key (16, 24 or 32 hex characters), one line; none: plain text
+    report_interval_s: Annotated[Float, Field(gt=0, le=MAX_SUPERVISION_S)] | None = None  # its periodic report
+    report_margin_s: Annotated[Float, Field(ge=0, le=3600)] = 30.0  # how late that report may be
+
+
+class SiaReceiverConfig(_Strict):
+    """Where the gateway listens for its hubs' DC-09 messages, and the bounds of what it takes."""
+
+    bind: HostName = "0.0.0.0"
+    port: Int = Field(ge=1, le=65535)
+    tcp: bool = True
+    udp: bool = True
+    interval_s: Interval | None = None  # how often the hubs' reports are judged; the poll interval by default
+    max_message_bytes: Int = Field(default=1024, ge=128, le=8192)
+    max_connections: Int = Field(default=2048, ge=1, le=65536)
+    max_connections_per_address: Int = Field(default=4, ge=1, le=1024)
+    messages_per_s: Annotated[Float, Field(gt=0, le=10_000)] = 2.0  # per peer address
+    burst: Annotated[Float, Field(ge=1, le=100_000)] = 20.0
+    idle_timeout_s: Annotated[Float, Field(gt=0, le=86_400)] = 300.0
+    window_past_s: Annotated[Float, Field(gt=0, le=3600)] = 40.0  # how old an event's timestamp may be
+    window_future_s: Annotated[Float, Field(gt=0, le=3600)] = 20.0  # and how far ahead of the gateway
+
+
 class DeviceConfig(_Strict):
     id: Ident
     kind: DeviceKind
@@ -257,12 +284,13 @@ class HostConfig(_Strict):
     rtu: RtuEndpoint | None = None
     it100: It100Endpoint | None = None
     envisalink: EnvisalinkEndpoint | None = None
+    sia: SiaHubEndpoint | None = None
     poll_interval_s: Interval | None = None
     devices: list[DeviceConfig] = []
 
     @model_validator(mode="after")
     def _one_transport(self) -> HostConfig:
-        kinds = ("modbus", "rtu", "it100", "envisalink")
+        kinds = ("modbus", "rtu", "it100", "envisalink", "sia")
         given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of {', '.join(kinds)} (given: {', '.join(given) or 'none'})")
@@ -280,8 +308,9 @@ class HostConfig(_Strict):
 
     @property
     def zoned(self) -> bool:
-        """A DSC panel (IT-100 or Envisalink): its devices are zones, not register slots."""
-        return self.it100 is not None or self.envisalink is not None
+        """A DSC panel (IT-100 or Envisalink) or an IP hub (SIA DC-09): its devices are zones,
+        not register slots."""
+        return self.it100 is not None or self.envisalink is not None or self.sia is not None
 
 
 class TlsConfig(_Strict):
@@ -414,6 +443,7 @@ class SiteConfig(_Strict):
     http: HttpConfig | None = None
     influxdb: InfluxConfig | None = None
     zigbee2mqtt: list[Zigbee2MqttConfig] = []
+    sia_receiver: SiaReceiverConfig | None = None  # for the hosts reached over SIA DC-09
     hosts: list[HostConfig] = []
 
     @model_validator(mode="after")
@@ -424,6 +454,22 @@ class SiteConfig(_Strict):
             raise ValueError("remote: remote commands come through the uplink's broker; configure uplink")
         if self.zigbee2mqtt and self.device_broker is None:
             raise ValueError("device_broker: required to reach zigbee2mqtt")
+        hubs = [h for h in self.hosts if h.sia is not None]
+        if hubs and self.sia_receiver is None:
+            raise ValueError(
+                f"sia_receiver: required for the SIA DC-09 hub {hubs[0].id!r} (bind and port to listen on)"
+            )
+        if self.sia_receiver is not None and not hubs:
+            raise ValueError("sia_receiver: no host is reached over SIA DC-09 (hosts[].sia)")
+        if self.sia_receiver is not None and not (self.sia_receiver.tcp or self.sia_receiver.udp):
+            raise ValueError("sia_receiver: tcp and udp are both off; the hubs could not reach the gateway")
+        accounts: dict[str, str] = {}
+        for h in hubs:
+            assert h.sia is not None
+            account = h.sia.account.upper()
+            if account in accounts:
+                raise ValueError(f"hosts.{h.id}.sia.account: {h.sia.account!r} already names hub {accounts[account]!r}")
+            accounts[account] = h.id
         bases: dict[str, int] = {}
         for zi, z in enumerate(self.zigbee2mqtt):
             base = z.base_topic.rstrip("/")

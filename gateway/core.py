@@ -82,6 +82,8 @@ class SiteCore:
         self._sampled: dict[str, float] = {}
         polling = build_polling(site, self.devices, clock, self.ingest, adopt=self.adopt)
         self.polling = polling
+        if polling.sia_receiver is not None:
+            polling.sia_receiver.on_unknown = self._keep_unknown
         self.links: list[Link] = polling.links
         self.jobs: list[PollJob] = polling.jobs
         # The watch looks every poll interval: a much longer gap is the gateway's own absence.
@@ -152,6 +154,14 @@ class SiteCore:
                 self.store.history.add(samples)  # one transaction for the whole poll
             except StoreError as exc:
                 log.warning("could not keep %d history samples: %s", len(samples), exc)
+
+    def _keep_unknown(self, unknown: Any, at: datetime) -> None:
+        """A report the gateway does not map (an IP hub's unknown code or zone): kept in the
+        device's history for a person to look at, never guessed at."""
+        try:
+            self.store.history.add([(unknown.device_id, at, unknown.sample())])
+        except StoreError as exc:
+            log.warning("could not keep an unknown report of %s: %s", unknown.device_id, exc)
 
     def _record(self, changes: Sequence[FaultChange]) -> None:
         """Write fault changes in order; what cannot be written now waits for the next try."""
@@ -463,6 +473,7 @@ class SiteCore:
             "outbox_depth": self.store.outbox.depth(),
             "outbox_evicted": self.store.outbox.evicted,
             "outbox_overflowing": int(self.store.outbox.overflowing),
+            **(self.polling.sia_receiver.stats() if self.polling.sia_receiver is not None else {}),
         }
 
     async def run(self, on_run: RunObserver | None = None) -> None:

@@ -27,6 +27,8 @@ def secret_files(site: LoadedSite) -> Iterator[tuple[str, Path]]:
     for hi, host in enumerate(cfg.hosts):
         if host.envisalink is not None:
             yield f"hosts[{hi}].envisalink.password_file", resolve(base, host.envisalink.password_file)
+        if host.sia is not None and host.sia.key_file is not None:
+            yield f"hosts[{hi}].sia.key_file", resolve(base, host.sia.key_file)
     brokers: list[tuple[str, BrokerConfig]] = []
     if cfg.uplink is not None:
         brokers.append(("uplink.broker", cfg.uplink.broker))

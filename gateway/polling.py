@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
@@ -18,6 +19,9 @@ from alarmgw.drivers.zigbee2mqtt import Zigbee2MqttRouter
 from alarmgw.model import Device, Reading
 
 from .scheduler import PollJob
+
+if TYPE_CHECKING:
+    from alarmgw.drivers.sia_dc09 import SiaReceiver
 from .site_file import LoadedSite
 
 Ingest = Callable[[Sequence[Reading]], None]
@@ -33,6 +37,7 @@ class Polling:
     job_of: dict[str, PollJob] = field(default_factory=dict)  # device -> the job that polls it
     poller_of: dict[str, HostPoller] = field(default_factory=dict)  # device -> its Modbus host poller
     mqtt_feed: MqttDeviceFeed | None = None
+    sia_receiver: SiaReceiver | None = None  # the IP hubs' DC-09 messages
 
 
 def build_polling(
@@ -79,6 +84,8 @@ def build_polling(
         host_dev = devices[host.id]
         bus_cfg = next((b for b in cfg.buses if b.id == host.bus), None)
         host_interval = host.poll_interval_s or (bus_cfg and bus_cfg.poll_interval_s) or cfg.poll.interval_s
+        if host.sia is not None:
+            continue  # it reports by itself (below)
         if host.zoned:
             if host.envisalink is not None:
                 ev = host.envisalink
@@ -133,6 +140,8 @@ def build_polling(
     for bus in cfg.buses:
         interval = bus.poll_interval_s or cfg.poll.interval_s
         job(f"{bus.id}@{interval:g}s", interval, _bus_health(bus.id, bus_links[bus.id], clock), [])
+    if cfg.sia_receiver is not None:
+        out.sia_receiver = _sia_receiver(site, clock, ingest, job)
     if cfg.zigbee2mqtt:
         supervision = cfg.supervision()
         routers = [
@@ -158,6 +167,63 @@ def build_polling(
         interval = min(z.interval_s or cfg.poll.interval_s for z in cfg.zigbee2mqtt)
         job(f"mqtt-devices@{interval:g}s", interval, judge_links, [])
     return out
+
+
+def _sia_receiver(
+    site: LoadedSite,
+    clock: Clock,
+    ingest: Ingest,
+    job: Callable[[str, float, Callable[[], Awaitable[list[Reading]]], Sequence[str]], None],
+) -> SiaReceiver:
+    """The receiver of the site's SIA DC-09 hubs, and the job that judges their reports: a
+    slice of hubs at a time, so a large site never holds the loop (an ACK waits meanwhile)."""
+    import asyncio
+
+    from alarmgw.drivers.sia_dc09 import Hub, Limits, SiaReceiver
+    from alarmgw.drivers.sia_map import CodeMap
+
+    cfg = site.config
+    rc = cfg.sia_receiver
+    assert rc is not None
+    hubs = []
+    for h in cfg.hosts:
+        if h.sia is not None:
+            zones = {d.zone: d.id for d in h.devices if d.zone is not None}
+            key = site.sia_keys.get(h.id)
+            hubs.append(Hub(h.id, h.sia.account, key, h.sia.report_interval_s, h.sia.report_margin_s, zones))
+    interval = rc.interval_s or cfg.poll.interval_s
+    limits = Limits(
+        max_frame=rc.max_message_bytes,
+        max_connections=rc.max_connections,
+        max_connections_per_address=rc.max_connections_per_address,
+        messages_per_s=rc.messages_per_s,
+        burst=rc.burst,
+        idle_timeout_s=rc.idle_timeout_s,
+        window_past_s=rc.window_past_s,
+        window_future_s=rc.window_future_s,
+    )
+    rx = SiaReceiver(
+        hubs,
+        CodeMap(site.fault_table),
+        clock,
+        ingest,
+        bind=rc.bind,
+        port=rc.port,
+        tcp=rc.tcp,
+        udp=rc.udp,
+        limits=limits,
+        stall_s=3 * interval,
+    )
+
+    async def judge_hubs() -> list[Reading]:
+        for part in rx.judge_slices():
+            ingest(part)
+            await asyncio.sleep(0)
+        return []
+
+    ids = [i for h in hubs for i in (h.id, *h.zones.values())]
+    job(f"sia-hubs@{interval:g}s", interval, judge_hubs, ids)
+    return rx
 
 
 def _planned(poller: HostPoller, plan: Sequence[BlockRead]) -> Callable[[], Awaitable[list[Reading]]]:

@@ -6,6 +6,7 @@ names resolved against its folder and every file it names read and checked, so t
 from __future__ import annotations
 
 import math
+import re
 import ssl
 from collections.abc import Callable
 from importlib import resources
@@ -22,6 +23,9 @@ from alarmgw.yamlfile import ConfigError, load_yaml_model, read_text
 
 from .config import MAX_SECRET_BYTES, BrokerConfig, SiteConfig, TlsConfig
 from .credentials import load_api_tokens, load_users
+
+# An IP hub's AES key: 16, 24 or 32 hex characters (AES-128, -192, -256), used as written.
+SIA_KEY = re.compile(r"^[0-9A-Fa-f]{16}(?:[0-9A-Fa-f]{8}){0,2}$")
 
 
 class LoadedSite:
@@ -48,6 +52,7 @@ class LoadedSite:
                 raise ConfigError(path, f"profiles_dir: {extra}: {what}")
         self.profiles: dict[str, Profile] = {}
         self.envisalink_passwords: dict[str, str] = {}  # host -> its module's password
+        self.sia_keys: dict[str, str] = {}  # host -> its hub's AES key (hex), for hubs that encrypt
         for hi, host in enumerate(config.hosts):
             if not host.zoned and host.model not in self.profiles:
                 self.profiles[host.model] = find_profile(host.model, extra, path, f"hosts[{hi}].model", load_profile)
@@ -58,6 +63,14 @@ class LoadedSite:
                     self.envisalink_passwords[host.id] = check_password(password)
                 except ValueError as exc:
                     raise ConfigError(path, f"{key}: {exc}") from None
+            if host.sia is not None and host.sia.key_file is not None:
+                key = f"hosts[{hi}].sia.key_file"
+                hub_key = read_secret(path, key, host.sia.key_file).strip()
+                if not SIA_KEY.match(hub_key):
+                    raise ConfigError(
+                        path, f"{key}: the hub's key is 16, 24 or 32 hex characters (AES-128, -192, -256)"
+                    )
+                self.sia_keys[host.id] = hub_key
         self.json_profiles: dict[str, JsonProfile] = {}
         for zi, z in enumerate(config.zigbee2mqtt):
             if z.profile not in self.json_profiles:

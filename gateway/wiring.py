@@ -8,6 +8,7 @@ from alarmgw.simulator.envisalink import EnvisalinkEndpoint
 from alarmgw.simulator.modbus_server import HostEndpoint
 from alarmgw.simulator.runner import RtuUnit, SerialBusEndpoint, Simulator, Z2mEndpoint
 from alarmgw.simulator.scenario import Scenario
+from alarmgw.simulator.sia_hub import SiaHubSpec
 
 from .site_file import LoadedSite
 
@@ -62,6 +63,32 @@ def simulator_envisalinks(site: LoadedSite) -> list[EnvisalinkEndpoint]:
     ]
 
 
+def simulator_sia_hubs(site: LoadedSite) -> list[SiaHubSpec]:
+    """One simulated IP hub per SIA DC-09 host of the site, reporting to the site's receiver
+    (on loopback when the receiver listens on every address), over TCP unless it is off."""
+    rc = site.config.sia_receiver
+    if rc is None:
+        return []
+    devices = {d.id: d for d in site.config.devices()}
+    address = "127.0.0.1" if rc.bind in ("0.0.0.0", "::") else rc.bind
+    out = []
+    for h in site.config.hosts:
+        if h.sia is not None:
+            out.append(
+                SiaHubSpec(
+                    devices[h.id],
+                    {d.zone: devices[d.id] for d in h.devices if d.zone is not None},
+                    site.fault_table,
+                    h.sia.account,
+                    (address, rc.port),
+                    site.sia_keys.get(h.id),
+                    "tcp" if rc.tcp else "udp",
+                    h.sia.report_interval_s,
+                )
+            )
+    return out
+
+
 def simulator_zigbee(site: LoadedSite) -> list[Z2mEndpoint]:
     """One simulated Zigbee2MQTT bridge per bridge of the site, on the site's device broker."""
     if site.device_broker is None:
@@ -83,5 +110,6 @@ def simulator_for(site: LoadedSite, scenario: Scenario | None = None, **kw: Any)
         buses=simulator_buses(site),
         zigbee=simulator_zigbee(site),
         envisalinks=simulator_envisalinks(site),
+        sia_hubs=simulator_sia_hubs(site),
         **kw,
     )

@@ -18,6 +18,7 @@ from .modbus_server import HostEndpoint, HostRegisters, ModbusHostServer
 from .models import SimSite
 from .rtu_bus import RtuSlaveBus
 from .scenario import FaultName, Injection, Scenario
+from .sia_hub import SiaHub, SiaHubSpec
 from .zigbee2mqtt import Zigbee2MqttBridge
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Z2mEndpoint:
     devices: Mapping[str, Device]
 
 
-Part = ModbusHostServer | RtuSlaveBus | It100Panel | EnvisalinkServer | Zigbee2MqttBridge
+Part = ModbusHostServer | RtuSlaveBus | It100Panel | EnvisalinkServer | Zigbee2MqttBridge | SiaHub
 
 
 class Simulator:
@@ -69,6 +70,7 @@ class Simulator:
         buses: Sequence[SerialBusEndpoint] = (),
         zigbee: Sequence[Z2mEndpoint] = (),
         envisalinks: Sequence[EnvisalinkEndpoint] = (),
+        sia_hubs: Sequence[SiaHubSpec] = (),
     ) -> None:
         self.clock = clock or SystemClock()
         scenario = scenario or Scenario()
@@ -82,12 +84,30 @@ class Simulator:
                 devices += [bus.panel, *bus.zones.values()]
         for ev in envisalinks:
             devices += [ev.host, *ev.zones.values()]
+        for hs in sia_hubs:
+            devices += [hs.hub, *hs.zones.values()]
         self.site = SimSite(devices, self.seed, scenario.report_interval_s)
         self.t0 = self.clock.monotonic()
         self.started_at = self.clock.now()  # wall time of t0: scenario offsets count from it
         self.site.inject_all(scenario.faults)
         self.servers = [ModbusHostServer(ep, self.site, self.clock, self.t0) for ep in endpoints]
         self.envisalinks = [EnvisalinkServer(ev, self.site, self.clock, self.t0) for ev in envisalinks]
+        self.sia_hubs = [
+            SiaHub(
+                hs.hub,
+                hs.zones,
+                hs.table,
+                self.clock,
+                account=hs.account,
+                address=hs.address,
+                key=hs.key,
+                protocol=hs.protocol,
+                report_interval_s=hs.report_interval_s,
+                site=self.site,
+                t0=self.t0,
+            )
+            for hs in sia_hubs
+        ]
         self.bridges = [
             Zigbee2MqttBridge(z.broker, z.base_topic, z.bridge, z.devices, self.site, self.clock, self.t0)
             for z in zigbee
@@ -159,7 +179,7 @@ class Simulator:
         self.line(bus_id).line.noise = rate
 
     async def start(self) -> None:
-        parts: list[Part] = [*self.servers, *self.envisalinks, *self.lines.values(), *self.bridges]
+        parts: list[Part] = [*self.servers, *self.envisalinks, *self.lines.values(), *self.bridges, *self.sia_hubs]
         started: list[Part] = []
         try:
             for s in parts:
@@ -171,7 +191,7 @@ class Simulator:
             raise
 
     async def stop(self) -> None:
-        for s in [*self.servers, *self.envisalinks, *self.lines.values(), *self.bridges]:
+        for s in [*self.servers, *self.envisalinks, *self.lines.values(), *self.bridges, *self.sia_hubs]:
             await s.stop()
 
     async def __aenter__(self) -> Simulator:

@@ -60,6 +60,20 @@ class Answer:
     reply: Reply | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SiaHubSpec:
+    """A simulated hub of a site file: where it reports, how, and the devices behind it."""
+
+    hub: Device
+    zones: Mapping[int, Device]
+    table: FaultTable
+    account: str
+    address: tuple[str, int]
+    key: str | None = None
+    protocol: Literal["tcp", "udp"] = "tcp"
+    report_interval_s: float | None = None
+
+
 class SiaHub:
     """`zones`: zone number -> device behind the hub. `source`: the local address to send
     from (a loopback address of its own, so a receiver's per-address limits see one hub)."""
@@ -261,25 +275,35 @@ class SiaHub:
         while True:
             raise_if_cancelling()
             t = self.clock.monotonic() - t0
-            if not (site.active(self.hub.id, "offline", t) or site.active(self.hub.id, "silent", t)):
-                for device_id in self.devices:
-                    for sim_fault, fault in REPORTED.items():
-                        if fault == "comm_loss" and device_id == self.hub.id:
-                            continue
-                        on = site.active(device_id, sim_fault, t)
-                        if said.get((device_id, fault), False) == on:
-                            continue
-                        try:
-                            answer = await self.send_event(device_id, fault, on)
-                        except ValueError:  # the table has no code for it on this kind
-                            said[(device_id, fault)] = on
-                            continue
-                        if answer.kind in ("ACK", "DUH"):
-                            said[(device_id, fault)] = on
-                due = self.report_interval_s is not None and t - last_report >= self.report_interval_s
-                if due and (await self.send_link_test()).kind == "ACK":
-                    last_report = t
+            try:
+                last_report = await self._report(site, t, said, last_report)
+            except (OSError, TimeoutError, ReplyError) as exc:  # no receiver yet, or it went away
+                log.debug("hub %s: %s; again in %.1f s", self.hub.id, exc, SCAN_S)
+                await self.close()
             await self.clock.sleep_until(self.clock.monotonic() + SCAN_S)
+
+    async def _report(self, site: SimSite, t: float, said: dict[tuple[str, str], bool], last_report: float) -> float:
+        """One look at the simulated site: send what changed and, when due, the periodic
+        report; when the last periodic report was acknowledged."""
+        if not (site.active(self.hub.id, "offline", t) or site.active(self.hub.id, "silent", t)):
+            for device_id in self.devices:
+                for sim_fault, fault in REPORTED.items():
+                    if fault == "comm_loss" and device_id == self.hub.id:
+                        continue
+                    on = site.active(device_id, sim_fault, t)
+                    if said.get((device_id, fault), False) == on:
+                        continue
+                    try:
+                        answer = await self.send_event(device_id, fault, on)
+                    except ValueError:  # the table has no code for it on this kind
+                        said[(device_id, fault)] = on
+                        continue
+                    if answer.kind in ("ACK", "DUH"):
+                        said[(device_id, fault)] = on
+            due = self.report_interval_s is not None and t - last_report >= self.report_interval_s
+            if due and (await self.send_link_test()).kind == "ACK":
+                last_report = t
+        return last_report
 
     async def start(self) -> None:
         """Follow the simulated site's injections (as the simulator's other parts do)."""

@@ -25,7 +25,7 @@ CASES = [
         "  - {id: h2, model: sim-wh100, rtu: {bus: b1, unit: 1}}\n",
         "hosts[1].rtu: bus 'b1' already has unit 1 (h1)",
     ),
-    ("  - {id: h1, model: sim-wh100}\n", "give exactly one of modbus, rtu, it100, envisalink (given: none)"),
+    ("  - {id: h1, model: sim-wh100}\n", "give exactly one of modbus, rtu, it100, envisalink, sia (given: none)"),
     ("  - {id: h1, it100: {bus: b2}, devices: [{id: d1, kind: pir_detector, slot: 1}]}\n", "devices[0].zone: required"),
     (
         "  - {id: h1, it100: {bus: b2}, devices: [{id: d1, kind: pir_detector, zone: 1}, "

@@ -41,6 +41,9 @@ EVL = (
     "  - id: e1\n    envisalink: {{address: 127.0.0.1{}}}\n"
     "    devices:\n      - {{id: z1, kind: pir_detector, zone: 1}}\n"
 )
+# A second host, an IP hub over SIA DC-09: `{}` takes the rest of its `sia:` map; RX its receiver.
+SIA = "  - id: hub\n    sia: {{account: 12AB{}}}\n    devices:\n      - {{id: z9, kind: pir_detector, zone: 1}}\n"
+RX = "sia_receiver: {port: 12128}\n"
 GOOD_FAULT = "    title: weak\n    repair: accessory\n    codes: {}\n"
 
 Build = Callable[[Path], Path]
@@ -201,6 +204,35 @@ KINDS: list[tuple[str, Build, str]] = [
         extra("device_broker: {host: 127.0.0.1, password_file: pw}\n", pw=b"\xff\xfe"),
         "device_broker.password_file: ",
     ),
+    # --- an IP hub over SIA DC-09 and its key file
+    ("sia-without-a-receiver", extra(SIA.format("")), "sia_receiver: required for the SIA DC-09 hub 'hub'"),
+    ("sia-receiver-without-a-hub", extra(RX), "sia_receiver: no host is reached over SIA DC-09"),
+    ("sia-account-not-hex", extra(SIA.format("").replace("12AB", "12XY") + RX), "hosts[1].sia.account"),
+    (
+        "sia-account-twice",
+        extra(
+            SIA.format("")
+            + SIA.format("").replace("id: hub", "id: hub2").replace("z9", "z8").replace("12AB", "12ab")
+            + RX
+        ),
+        "hosts.hub2.sia.account: '12ab' already names hub 'hub'",
+    ),
+    (
+        "sia-key-file-missing",
+        extra(SIA.format(", key_file: hub.key") + RX),
+        "hosts[1].sia.key_file: no such file",
+    ),
+    (
+        "sia-key-wrong-length",
+        extra(SIA.format(", key_file: hub.key") + RX, hub__key="0123456789ABCDEF01\n"),
+        "hosts[1].sia.key_file: the hub's key is 16, 24 or 32 hex characters",
+    ),
+    (
+        "sia-receiver-deaf",
+        extra(SIA.format("") + "sia_receiver: {port: 12128, tcp: false, udp: false}\n"),
+        "sia_receiver: tcp and udp are both off",
+    ),
+    ("sia-receiver-port-absurd", extra(SIA.format("") + "sia_receiver: {port: 0}\n"), "sia_receiver.port"),
     # --- an Envisalink host and its password file
     (
         "envisalink-inline-password",
@@ -241,7 +273,7 @@ KINDS: list[tuple[str, Build, str]] = [
     (
         "envisalink-and-modbus",
         text(BASE.replace("port: 1}", "port: 1}\n    envisalink: {address: 127.0.0.1, password_file: evl.pw}")),
-        "hosts[0]: give exactly one of modbus, rtu, it100, envisalink (given: modbus, envisalink)",
+        "hosts[0]: give exactly one of modbus, rtu, it100, envisalink, sia (given: modbus, envisalink)",
     ),
     (
         "envisalink-device-in-a-slot",
