@@ -1,0 +1,212 @@
+"""How close a poll is to the floor: alarmgw against a bare pymodbus loop on the same work.
+
+The work: N Modbus units (ids 1..N) behind one Modbus TCP endpoint (pymodbus's own server,
+in this process), each read every second as one block of 10 holding registers.
+- floor: a bare asyncio loop on pymodbus's AsyncModbusTcpClient, one connection, reading
+  each unit's block once a second and throwing the values away (a child process);
+- alarmgw: `alarmgw run` on a site file of N hosts, one per unit, each with a register
+  profile of one 10-register slot (decode, rules, fault table, store, metrics all on).
+Windows alternate (floor, alarmgw, floor, alarmgw ...), each a fresh process: after a
+warm-up, the process's own CPU (utime + stime from /proc/PID/stat) over the window and the
+reads it made in it (the floor counts its own; alarmgw's `requests` from its stats line on
+SIGUSR1), and its resident memory at the window's end (VmRSS). Medians over the windows.
+The last line: floor_cpu_s_per_1000=X alarmgw_cpu_s_per_1000=Y ratio=R rss_mb=M rss_floor_mb=F
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
+from pymodbus.server import ModbusTcpServer
+
+REGISTERS = 10
+TICKS = os.sysconf("SC_CLK_TCK")
+
+PROFILE = """\
+name: floor-10
+description: one slot of 10 holding registers per unit (the floor benchmark's work)
+function: holding
+slot_base: 0
+slot_registers: 10
+max_read_registers: 10
+max_gap_registers: 0
+layouts:
+  host:
+    fields:
+      status: {offset: 0, type: bits, flags: {present: 0, tamper: 1, battery_low: 2, mains_fail: 3}}
+      battery_v: {offset: 1, type: u16, scale: 0.001}
+      rf_errors: {offset: 6, type: u16}
+  default:
+    fields:
+      status: {offset: 0, type: bits, flags: {present: 0}}
+"""
+
+FLOOR = """\
+import asyncio, sys, time
+from pymodbus.client import AsyncModbusTcpClient
+
+async def main(port, units):
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2)
+    await client.connect()
+    reads, start = 0, time.monotonic()
+    while True:
+        for unit in range(1, units + 1):
+            await client.read_holding_registers(0, count=10, device_id=unit)
+            reads += 1
+        print(reads, flush=True)
+        start += 1.0
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def rss_mb(pid: int) -> float:
+    found = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(found.group(1)) / 1024 if found else float("nan")
+
+
+def site_file(folder: Path, port: int, units: int) -> Path:
+    (folder / "profiles").mkdir(exist_ok=True)
+    (folder / "profiles" / "floor-10.yaml").write_text(PROFILE)
+    hosts = "".join(
+        f"  - {{id: unit-{u}, model: floor-10, modbus: {{address: 127.0.0.1, port: {port}, unit: {u}}}}}\n"
+        for u in range(1, units + 1)
+    )
+    path = folder / "site.yaml"
+    path.write_text(
+        "site: {id: floor, area: city}\n"
+        f"store: {{path: {folder / 'floor.db'}}}\n"
+        "profiles_dir: profiles\n"
+        "poll: {interval_s: 1, timeout_s: 1, retries: 0}\n"
+        "history: {interval_s: 0}\n"
+        f"hosts:\n{hosts}"
+    )
+    return path
+
+
+async def serve(units: int) -> tuple[ModbusTcpServer, int]:
+    values = [1, 13000, 0, 0, 0, 0, 0, 0, 0, 0]  # present, 13.0 V
+    devices = {u: ModbusDeviceContext(hr=ModbusSequentialDataBlock(1, list(values))) for u in range(1, units + 1)}
+    server = ModbusTcpServer(ModbusServerContext(devices=devices, single=False), address=("127.0.0.1", 0))
+    await server.listen()
+    assert server.transport is not None
+    port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    return server, port
+
+
+async def window_floor(port: int, units: int, warmup_s: float, window_s: float) -> tuple[float, int, float]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", FLOOR, str(port), str(units), stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    last = 0
+
+    async def follow() -> None:
+        nonlocal last
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            last = int(line)
+
+    reader = asyncio.create_task(follow())
+    try:
+        await asyncio.sleep(warmup_s)
+        c0, r0 = cpu_s(proc.pid), last
+        await asyncio.sleep(window_s)
+        c1, r1, mem = cpu_s(proc.pid), last, rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        await proc.wait()
+        reader.cancel()
+    if proc.returncode not in (0, -signal.SIGTERM):
+        raise SystemExit(f"the floor loop ended with {proc.returncode}")
+    return c1 - c0, r1 - r0, mem
+
+
+async def window_alarmgw(site: Path, warmup_s: float, window_s: float) -> tuple[float, int, float]:
+    log = site.parent / f"run-{time.monotonic_ns()}.log"
+    for old in site.parent.glob("floor.db*"):
+        old.unlink()
+    with log.open("w") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "alarmgw.gateway.cli", "run", "-c", str(site), stdout=subprocess.DEVNULL, stderr=err
+        )
+    try:
+        await asyncio.sleep(warmup_s)
+        if proc.returncode is not None:
+            raise SystemExit(f"alarmgw run ended with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        c0 = cpu_s(proc.pid)
+        proc.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(window_s)
+        c1, mem = cpu_s(proc.pid), rss_mb(proc.pid)
+        proc.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(0.5)
+        text = log.read_text()
+        counts = [int(n) for n in re.findall(r"stats .*?requests=(\d+)", text)]
+        if len(counts) < 2:
+            raise SystemExit(f"alarmgw gave no stats lines:\n{text[-2000:]}")
+        return c1 - c0, counts[-1] - counts[-2], mem
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--units", type=int, default=50, help="Modbus units behind the endpoint (default 50)")
+    ap.add_argument("--windows", type=int, default=3, help="windows of each (default 3)")
+    ap.add_argument("--window-s", type=float, default=20.0, help="seconds measured per window (default 20)")
+    ap.add_argument("--warmup-s", type=float, default=5.0, help="seconds before measuring (default 5)")
+    args = ap.parse_args()
+    server, port = await serve(args.units)
+    print(
+        f"{args.units} units behind 127.0.0.1:{port} (pymodbus {__import__('pymodbus').__version__} server), each read "
+        f"every second as one block of {REGISTERS} holding registers; {args.windows} windows of each, alternating, "
+        f"{args.window_s:g} s measured after {args.warmup_s:g} s; CPU of the polling process from /proc; "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    floor, gw = [], []
+    with tempfile.TemporaryDirectory(prefix="alarmgw-floor-") as tmp:
+        site = site_file(Path(tmp), port, args.units)
+        try:
+            for w in range(args.windows):
+                cpu, reads, mem = await window_floor(port, args.units, args.warmup_s, args.window_s)
+                floor.append((1000 * cpu / max(reads, 1), mem))
+                print(
+                    f"window {w + 1} floor:   {reads} reads, {cpu:.2f} CPU s, {floor[-1][0]:.3f} s/1000, {mem:.1f} MiB"
+                )
+                cpu, reads, mem = await window_alarmgw(site, args.warmup_s, args.window_s)
+                gw.append((1000 * cpu / max(reads, 1), mem))
+                print(f"window {w + 1} alarmgw: {reads} reads, {cpu:.2f} CPU s, {gw[-1][0]:.3f} s/1000, {mem:.1f} MiB")
+        finally:
+            await server.shutdown()
+    f = statistics.median(x for x, _ in floor)
+    g = statistics.median(x for x, _ in gw)
+    rss = statistics.median(m for _, m in gw)
+    rss_floor = statistics.median(m for _, m in floor)
+    print(
+        f"floor_cpu_s_per_1000={f:.3f} alarmgw_cpu_s_per_1000={g:.3f} ratio={g / f:.2f}"
+        f" rss_mb={rss:.1f} rss_floor_mb={rss_floor:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
