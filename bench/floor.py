@@ -95,7 +95,6 @@ def site_file(folder: Path, port: int, units: int) -> Path:
         f"store: {{path: {folder / 'floor.db'}}}\n"
         "profiles_dir: profiles\n"
         "poll: {interval_s: 1, timeout_s: 1, retries: 0}\n"
-        "history: {interval_s: 0}\n"
         f"hosts:\n{hosts}"
     )
     return path
