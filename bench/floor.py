@@ -1,8 +1,9 @@
 """How close a poll is to the floor: alarmgw against a bare pymodbus loop on the same work.
 
-The work: N Modbus units (ids 1..N) behind one Modbus TCP endpoint (pymodbus's own server,
-in this process), each read every second as one block of 10 holding registers.
-- floor: a bare asyncio loop on pymodbus's AsyncModbusTcpClient, one connection, reading
+The work: N Modbus units behind one Modbus TCP endpoint (pymodbus's own server, in this
+process; ids 1..N, and since a unit id is at most 247, past 247 units one more endpoint per
+247), each read every second as one block of 10 holding registers.
+- floor: a bare asyncio loop on pymodbus's AsyncModbusTcpClient, one connection (per endpoint), reading
   each unit's block once a second and throwing the values away (a child process);
 - alarmgw: `alarmgw run` on a site file of N hosts, one per unit, each with a register
   profile of one 10-register slot (decode, rules, fault table, store, metrics all on).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -27,10 +29,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
+from pymodbus.datastore import (
+    ModbusDeviceContext,
+    ModbusSequentialDataBlock,
+    ModbusServerContext,
+    ModbusSimulatorContext,
+)
 from pymodbus.server import ModbusTcpServer
 
 REGISTERS = 10
+MAX_UNIT = 247  # Modbus unit ids are 1..247
 TICKS = os.sysconf("SC_CLK_TCK")
 
 PROFILE = """\
@@ -56,19 +64,23 @@ FLOOR = """\
 import asyncio, sys, time
 from pymodbus.client import AsyncModbusTcpClient
 
-async def main(port, units):
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2)
-    await client.connect()
+async def main(ports, units):
+    clients = [AsyncModbusTcpClient("127.0.0.1", port=p, timeout=2) for p in ports]
+    for client in clients:
+        if not await client.connect():
+            raise SystemExit(f"cannot connect to {client.comm_params.port}")
     reads, start = 0, time.monotonic()
     while True:
-        for unit in range(1, units + 1):
-            await client.read_holding_registers(0, count=10, device_id=unit)
+        for u in range(units):
+            reply = await clients[u // 247].read_holding_registers(0, count=10, device_id=u % 247 + 1)
+            if reply.isError():
+                raise SystemExit(f"unit {u + 1}: {reply}")
             reads += 1
         print(reads, flush=True)
         start += 1.0
         await asyncio.sleep(max(0.0, start - time.monotonic()))
 
-asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+asyncio.run(main([int(p) for p in sys.argv[1].split(",")], int(sys.argv[2])))
 """
 
 
@@ -77,17 +89,32 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
+def alive(proc: asyncio.subprocess.Process, what: str, log: Path | None = None) -> int:
+    """The process's pid, or a clear exit if it has ended."""
+    if proc.returncode is None and Path(f"/proc/{proc.pid}/stat").exists():
+        return proc.pid
+    tail = f":\n{log.read_text()[-2000:]}" if log is not None and log.exists() else ""
+    raise SystemExit(f"{what} ended early (exit {proc.returncode}){tail}")
+
+
+def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+
+
 def rss_mb(pid: int) -> float:
     found = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(found.group(1)) / 1024 if found else float("nan")
 
 
-def site_file(folder: Path, port: int, units: int) -> Path:
+def site_file(folder: Path, ports: list[int], units: int) -> Path:
     (folder / "profiles").mkdir(exist_ok=True)
     (folder / "profiles" / "floor-10.yaml").write_text(PROFILE)
     hosts = "".join(
-        f"  - {{id: unit-{u}, model: floor-10, modbus: {{address: 127.0.0.1, port: {port}, unit: {u}}}}}\n"
-        for u in range(1, units + 1)
+        f"  - {{id: unit-{u + 1}, model: floor-10, modbus: "
+        f"{{address: 127.0.0.1, port: {ports[u // MAX_UNIT]}, unit: {u % MAX_UNIT + 1}}}}}\n"
+        for u in range(units)
     )
     path = folder / "site.yaml"
     path.write_text(
@@ -100,19 +127,27 @@ def site_file(folder: Path, port: int, units: int) -> Path:
     return path
 
 
-async def serve(units: int) -> tuple[ModbusTcpServer, int]:
+async def serve(units: int) -> tuple[list[ModbusTcpServer], list[int]]:
+    """One endpoint per 247 units (the most unit ids one address can tell apart), on free ports."""
     values = [1, 13000, 0, 0, 0, 0, 0, 0, 0, 0]  # present, 13.0 V
-    devices = {u: ModbusDeviceContext(hr=ModbusSequentialDataBlock(1, list(values))) for u in range(1, units + 1)}
-    server = ModbusTcpServer(ModbusServerContext(devices=devices, single=False), address=("127.0.0.1", 0))
-    await server.listen()
-    assert server.transport is not None
-    port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    return server, port
+    servers, ports = [], []
+    for first in range(0, units, MAX_UNIT):
+        n = min(MAX_UNIT, units - first)
+        devices: dict[int, ModbusDeviceContext | ModbusSimulatorContext] = {
+            u: ModbusDeviceContext(hr=ModbusSequentialDataBlock(1, list(values)))  # type: ignore[no-untyped-call]
+            for u in range(1, n + 1)
+        }
+        server = ModbusTcpServer(ModbusServerContext(devices=devices, single=False), address=("127.0.0.1", 0))
+        await server.listen()
+        assert server.transport is not None
+        servers.append(server)
+        ports.append(server.transport.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+    return servers, ports
 
 
-async def window_floor(port: int, units: int, warmup_s: float, window_s: float) -> tuple[float, int, float]:
+async def window_floor(ports: list[int], units: int, warmup_s: float, window_s: float) -> tuple[float, int, float]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", FLOOR, str(port), str(units), stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", FLOOR, ",".join(map(str, ports)), str(units), stdout=asyncio.subprocess.PIPE
     )
     assert proc.stdout is not None
     last = 0
@@ -126,11 +161,12 @@ async def window_floor(port: int, units: int, warmup_s: float, window_s: float) 
     reader = asyncio.create_task(follow())
     try:
         await asyncio.sleep(warmup_s)
-        c0, r0 = cpu_s(proc.pid), last
+        c0, r0 = cpu_s(alive(proc, "the floor loop")), last
         await asyncio.sleep(window_s)
-        c1, r1, mem = cpu_s(proc.pid), last, rss_mb(proc.pid)
+        pid = alive(proc, "the floor loop")
+        c1, r1, mem = cpu_s(pid), last, rss_mb(pid)
     finally:
-        proc.terminate()
+        stop(proc)
         await proc.wait()
         reader.cancel()
     if proc.returncode not in (0, -signal.SIGTERM):
@@ -138,7 +174,7 @@ async def window_floor(port: int, units: int, warmup_s: float, window_s: float) 
     return c1 - c0, r1 - r0, mem
 
 
-async def window_alarmgw(site: Path, warmup_s: float, window_s: float) -> tuple[float, int, float]:
+async def window_alarmgw(site: Path, warmup_s: float, window_s: float) -> tuple[float, int, float, str]:
     log = site.parent / f"run-{time.monotonic_ns()}.log"
     for old in site.parent.glob("floor.db*"):
         old.unlink()
@@ -148,22 +184,22 @@ async def window_alarmgw(site: Path, warmup_s: float, window_s: float) -> tuple[
         )
     try:
         await asyncio.sleep(warmup_s)
-        if proc.returncode is not None:
-            raise SystemExit(f"alarmgw run ended with {proc.returncode}:\n{log.read_text()[-2000:]}")
-        c0 = cpu_s(proc.pid)
+        c0 = cpu_s(alive(proc, "alarmgw run", log))
         proc.send_signal(signal.SIGUSR1)
         await asyncio.sleep(window_s)
-        c1, mem = cpu_s(proc.pid), rss_mb(proc.pid)
+        pid = alive(proc, "alarmgw run", log)
+        c1, mem = cpu_s(pid), rss_mb(pid)
         proc.send_signal(signal.SIGUSR1)
         await asyncio.sleep(0.5)
         text = log.read_text()
-        counts = [int(n) for n in re.findall(r"stats .*?requests=(\d+)", text)]
-        if len(counts) < 2:
+        lines = [dict(re.findall(r"(\w+)=(\d+)", line)) for line in re.findall(r" stats (.*)", text)]
+        if len(lines) < 2 or "requests" not in lines[-1]:
             raise SystemExit(f"alarmgw gave no stats lines:\n{text[-2000:]}")
-        return c1 - c0, counts[-1] - counts[-2], mem
+        delta = {k: int(lines[-1][k]) - int(lines[-2].get(k, 0)) for k in ("requests", "poll_errors", "link_failures")}
+        note = f"{delta['poll_errors']} poll errors, {delta['link_failures']} link failures"
+        return c1 - c0, delta["requests"], mem, note
     finally:
-        if proc.returncode is None:
-            proc.terminate()
+        stop(proc)
         await proc.wait()
 
 
@@ -174,9 +210,12 @@ async def main() -> None:
     ap.add_argument("--window-s", type=float, default=20.0, help="seconds measured per window (default 20)")
     ap.add_argument("--warmup-s", type=float, default=5.0, help="seconds before measuring (default 5)")
     args = ap.parse_args()
-    server, port = await serve(args.units)
+    if args.units < 1:
+        ap.error("--units must be at least 1")
+    servers, ports = await serve(args.units)
     print(
-        f"{args.units} units behind 127.0.0.1:{port} (pymodbus {__import__('pymodbus').__version__} server), each read "
+        f"{args.units} units behind 127.0.0.1:{','.join(map(str, ports))}"
+        f" (pymodbus {__import__('pymodbus').__version__} server), each read "
         f"every second as one block of {REGISTERS} holding registers; {args.windows} windows of each, alternating, "
         f"{args.window_s:g} s measured after {args.warmup_s:g} s; CPU of the polling process from /proc; "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
@@ -184,19 +223,26 @@ async def main() -> None:
     )
     floor, gw = [], []
     with tempfile.TemporaryDirectory(prefix="alarmgw-floor-") as tmp:
-        site = site_file(Path(tmp), port, args.units)
+        site = site_file(Path(tmp), ports, args.units)
         try:
             for w in range(args.windows):
-                cpu, reads, mem = await window_floor(port, args.units, args.warmup_s, args.window_s)
+                cpu, reads, mem = await window_floor(ports, args.units, args.warmup_s, args.window_s)
                 floor.append((1000 * cpu / max(reads, 1), mem))
                 print(
-                    f"window {w + 1} floor:   {reads} reads, {cpu:.2f} CPU s, {floor[-1][0]:.3f} s/1000, {mem:.1f} MiB"
+                    f"window {w + 1} floor:   {reads} reads, {cpu:.2f} CPU s, {floor[-1][0]:.3f} s/1000, {mem:.1f} MiB",
+                    flush=True,
                 )
-                cpu, reads, mem = await window_alarmgw(site, args.warmup_s, args.window_s)
+                cpu, reads, mem, note = await window_alarmgw(site, args.warmup_s, args.window_s)
                 gw.append((1000 * cpu / max(reads, 1), mem))
-                print(f"window {w + 1} alarmgw: {reads} reads, {cpu:.2f} CPU s, {gw[-1][0]:.3f} s/1000, {mem:.1f} MiB")
+                print(
+                    f"window {w + 1} alarmgw: {reads} reads, {cpu:.2f} CPU s, {gw[-1][0]:.3f} s/1000, {mem:.1f} MiB"
+                    f" ({note})",
+                    flush=True,
+                )
         finally:
-            await server.shutdown()
+            for server in servers:
+                await server.shutdown()  # type: ignore[no-untyped-call]
+    print(f"load at the end {os.getloadavg()[0]:.2f} (other work on the machine shows here)")
     f = statistics.median(x for x, _ in floor)
     g = statistics.median(x for x, _ in gw)
     rss = statistics.median(m for _, m in gw)
