@@ -79,3 +79,20 @@ def test_an_envisalink_password_file_others_can_read_is_named(tmp_path: Path) ->
     assert found.startswith(f"hosts[1].envisalink.password_file: {password} holds a secret and its group can read it")
     password.chmod(0o600)
     assert warnings(load_site(site_file)) == []
+
+
+def test_an_sia_hub_key_file_others_can_read_is_named(tmp_path: Path) -> None:
+    extra = (
+        "  - id: hub-1\n    sia: {account: 1234AB, key_file: hub.key}\n"
+        "    devices:\n      - {id: zone-1, kind: pir_detector, zone: 1}\n"
+        "sia_receiver: {bind: 127.0.0.1, port: 12128}\n"
+    )
+    site_file = write_site(tmp_path, 1502, extra=extra)
+    key = tmp_path / "hub.key"
+    key.write_text("0123456789ABCDEF0123456789ABCDEF\n")
+    key.chmod(0o644)
+    site_file.chmod(0o600)
+    (found,) = warnings(load_site(site_file))
+    assert found.startswith(f"hosts[1].sia.key_file: {key} holds a secret and anyone on the box can read it")
+    key.chmod(0o600)
+    assert warnings(load_site(site_file)) == []

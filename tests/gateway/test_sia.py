@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +58,8 @@ class Site:
             if done():
                 return
             self.clock.advance(1.0)
-            for _ in range(20):  # the hub's frame, the receiver's ACK, the judging job
-                await asyncio.sleep(0.005)
+            for _ in range(40):  # the hub's frame, the receiver's ACK, the judging job
+                await asyncio.sleep(0)
         assert done(), f"not within {most_s} s: {self.tickets()}"
 
 
@@ -117,3 +119,39 @@ async def test_a_hub_that_misses_its_periodic_report_is_one_ticket_listing_its_d
         (t,) = s.tickets()
         assert (t.device_id, t.fault) == ("hub-1", "comm_loss")
         assert sorted(t.affected) == ["pir-hall", "smoke-store"]
+
+
+async def test_a_taken_port_is_a_clear_error_and_the_receiver_listens_once_it_is_free(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE.format(port=port, tcp="true", udp="false", key=""))
+    site = load_site(path)
+    clock = ManualClock()
+    holder = socket.create_server(("127.0.0.1", port))  # another program on the hubs' port
+    gw = await Gateway.open(site, clock=clock)
+    task = asyncio.create_task(gw.run())
+    try:
+        rx = gw.core.polling.sia_receiver
+        assert rx is not None
+        with caplog.at_level(logging.ERROR):
+            for _ in range(100):
+                if "DC-09 receiver cannot listen on 127.0.0.1:" in caplog.text:
+                    break
+                await asyncio.sleep(0.01)
+        assert f"DC-09 receiver cannot listen on 127.0.0.1:{port}" in caplog.text
+        assert not task.done() and not rx.tcp_port  # the gateway runs on; only the receiver waits
+        assert "sia-receiver failed" not in caplog.text  # tried again by itself, not crashed
+        holder.close()
+        for _ in range(10):  # its backoff: 1 s, then 2 s ...
+            if rx.tcp_port:
+                break
+            clock.advance(1.0)
+            for _ in range(10):
+                await asyncio.sleep(0.005)
+        assert rx.tcp_port == port
+    finally:
+        holder.close()
+        await cancel_and_wait(task)
+        await gw.aclose()
