@@ -3,7 +3,10 @@ and the poller that turns block reads into `Reading`s through a host's register 
 
 The link owns reconnect and retry: one request in flight, a timeout per request, a few
 retries. On TCP a host that stops answering has its connection dropped and reopened no
-sooner than the backoff allows. On a serial bus a silent unit costs only its own timeout;
+sooner than the backoff allows; when several units share the connection (a Modbus TCP
+gateway in front of an RS-485 line), only when none of them answers, and a unit the gateway
+reports unreachable (exception 10 or 11) is that unit's silence, not a refusal. On a
+serial bus a silent unit costs only its own timeout;
 the port is reopened (with backoff) only when the port itself fails, e.g. a USB adapter
 pulled out. A host that does not answer yields a `link_lost` reading; it never raises out
 of a poll. On RTU the link keeps the 3.5-character silence between frames.
@@ -36,6 +39,13 @@ Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 # pymodbus's packet hook: (sending, bytes) -> the bytes to use. The link uses it to hear
 # whether anything came back during a try that failed.
 Trace = Callable[[bool, bytes], bytes]
+# Exceptions a Modbus gateway answers for a unit behind it that did not answer: the unit is
+# silent, as if the request had timed out (Modbus application protocol, section 7).
+GATEWAY_SILENT = frozenset({10, 11})
+
+
+class _UnitSilent(Exception):
+    """A gateway answered for a unit that did not."""
 
 
 class ModbusLink:
@@ -71,6 +81,8 @@ class ModbusLink:
         self._lock = asyncio.Lock()
         self._client: Client | None = None
         self._heard = False  # bytes came back during the try in flight
+        self._units: set[int] = set()  # the units asked on this link so far
+        self._silent_run = 0  # requests in a row with no answer from any unit
         self.requests = 0
         self.failures = 0
         self.refusals = 0  # requests the peer answered with a Modbus exception
@@ -128,6 +140,7 @@ class ModbusLink:
     async def read_registers(self, function: str, address: int, count: int, unit: int | None = None) -> list[int]:
         """Read `count` registers from `unit`; raises LinkDown (retryable) or DeviceRefused."""
         unit = self.unit if unit is None else unit
+        self._units.add(unit)
         async with self._lock:
             client = await self._client_now()
             read = client.read_holding_registers if function == "holding" else client.read_input_registers
@@ -140,7 +153,10 @@ class ModbusLink:
                 try:
                     async with asyncio.timeout(self.timeout_s * 1.5):
                         rr = await read(address, count=count, device_id=unit)
-                except (TimeoutError, ModbusException, OSError) as exc:
+                    if rr.isError() and getattr(rr, "exception_code", None) in GATEWAY_SILENT:
+                        self._heard = False  # the gateway's answer, not the unit's
+                        raise _UnitSilent(f"the gateway reports exception {rr.exception_code}")
+                except (TimeoutError, ModbusException, OSError, _UnitSilent) as exc:
                     last = exc
                     # Bytes that came back but did not decode are the line's fault, at once;
                     # silence may be the unit's own, and counts once it answers again.
@@ -153,6 +169,7 @@ class ModbusLink:
                         break
                     continue
                 self._quiet_at = loop.time() + self.silence_s
+                self._silent_run = 0
                 self.errors.answered(unit)
                 if rr.isError():
                     self.refusals += 1
@@ -168,8 +185,10 @@ class ModbusLink:
                 self._gate.succeeded()
                 return list(rr.registers[:count])
             self.failures += 1
-            if not self.serial or not client.connected:
-                # TCP: the peer is gone or wedged, start afresh. Serial: only if the port failed.
+            self._silent_run += 1
+            if not client.connected or (not self.serial and self._silent_run >= len(self._units)):
+                # TCP: the peer is gone or wedged (no unit behind it answers), start afresh.
+                # Serial: only if the port failed.
                 self._drop()
                 self._gate.failed()
             raise LinkDown(f"{self.name}: unit {unit}: no answer on {self.where} ({type(last).__name__}: {last})")

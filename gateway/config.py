@@ -498,6 +498,7 @@ class SiteConfig(_Strict):
                 seen[ident] = f"zigbee2mqtt[{zi}]"
         units: dict[tuple[str, int], str] = {}
         modules: dict[tuple[str, int], str] = {}  # an Envisalink takes one session at a time
+        tcp_units: dict[tuple[str, int, int], str] = {}  # hosts behind one Modbus TCP gateway share it
         for hi, host in enumerate(self.hosts):
             if host.bus is not None:
                 key = "rtu" if host.rtu else "it100"
@@ -522,6 +523,15 @@ class SiteConfig(_Strict):
                         f"{where}.envisalink: {module[0]}:{module[1]} already serves host {modules[module]!r}"
                     )
                 modules[module] = host.id
+            if host.modbus is not None:
+                mb = host.modbus
+                taken = (mb.address.lower(), mb.port, mb.unit)
+                if taken in tcp_units:
+                    raise ValueError(
+                        f"{where}.modbus.unit: {mb.address}:{mb.port} already has unit {mb.unit} "
+                        f"({tcp_units[taken]}); hosts behind one Modbus TCP gateway need their own unit ids"
+                    )
+                tcp_units[taken] = host.id
             if host.id in seen:
                 raise ValueError(f"{where}.id: {host.id!r} already used by {seen[host.id]}")
             seen[host.id] = where

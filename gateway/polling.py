@@ -1,7 +1,9 @@
-"""From a site file to what polls its equipment: one link per Modbus TCP host, per Envisalink
-host and per serial bus, host pollers with their block-read plans, one poll job per host and interval (phases
-staggered), a health job per bus, and the MQTT device feed. Nothing here opens anything:
-links connect on their first request, the feed when its task starts."""
+"""From a site file to what polls its equipment: one link per Modbus TCP address and port
+(hosts behind one Modbus TCP gateway share its connection), per Envisalink host and per
+serial bus; host pollers with their block-read plans; one poll job per host and interval,
+on the lane of its link (the jobs of one link run back to back, links are staggered); a
+health job per bus; and the MQTT device feed. Nothing here opens anything: links connect on
+their first request, the feed when its task starts."""
 
 from __future__ import annotations
 
@@ -58,11 +60,17 @@ def build_polling(
     def backoff() -> Backoff:
         return Backoff(cfg.poll.backoff_initial_s, cfg.poll.backoff_max_s)
 
-    def job(name: str, interval: float, poll: Callable[[], Awaitable[list[Reading]]], ids: Sequence[str]) -> None:
+    def job(
+        name: str,
+        interval: float,
+        poll: Callable[[], Awaitable[list[Reading]]],
+        ids: Sequence[str],
+        lane: object = None,
+    ) -> None:
         async def run() -> None:
             ingest(await poll())
 
-        j = PollJob(name, interval, run)
+        j = PollJob(name, interval, run, lane=lane)
         out.jobs.append(j)
         for device_id in ids:
             out.job_of[device_id] = j
@@ -80,6 +88,13 @@ def build_polling(
             )
         bus_links[bus.id] = link
         out.links.append(link)
+    # Hosts at one Modbus TCP address and port are units behind one gateway: one connection.
+    sharing: dict[tuple[str, int], int] = {}
+    for host in cfg.hosts:
+        if host.modbus is not None:
+            where = (host.modbus.address.lower(), host.modbus.port)
+            sharing[where] = sharing.get(where, 0) + 1
+    tcp_links: dict[tuple[str, int], ModbusLink] = {}
     for host in cfg.hosts:
         host_dev = devices[host.id]
         bus_cfg = next((b for b in cfg.buses if b.id == host.bus), None)
@@ -106,21 +121,28 @@ def build_polling(
             assert isinstance(it_link, It100Connection)
             zones = {d.zone: devices[d.id] for d in host.devices if d.zone is not None}
             panel = It100Poller(host_dev, zones, it_link, clock, ingest)
-            job(f"{host.id}@{host_interval:g}s", host_interval, panel.poll, [host.id, *(d.id for d in zones.values())])
+            ids = [host.id, *(d.id for d in zones.values())]
+            job(f"{host.id}@{host_interval:g}s", host_interval, panel.poll, ids, it_link)
             continue
         if host.modbus is not None:
-            mb_link: Link = tcp_link(
-                host.id,
-                host.modbus.address,
-                host.modbus.port,
-                host.modbus.unit,
-                clock,
-                timeout_s=cfg.poll.timeout_s,
-                retries=cfg.poll.retries,
-                backoff=backoff(),
-            )
-            out.links.append(mb_link)
-            unit = None
+            mb = host.modbus
+            where = (mb.address.lower(), mb.port)
+            mb_link: Link | None = tcp_links.get(where)
+            if mb_link is None:
+                # A link alone at its address keeps its host's name; a shared one is named by where it goes.
+                name = host.id if sharing[where] == 1 else f"{mb.address}:{mb.port}"
+                mb_link = tcp_links[where] = tcp_link(
+                    name,
+                    mb.address,
+                    mb.port,
+                    mb.unit,
+                    clock,
+                    timeout_s=cfg.poll.timeout_s,
+                    retries=cfg.poll.retries,
+                    backoff=backoff(),
+                )
+                out.links.append(mb_link)
+            unit = mb.unit
         else:
             assert host.rtu is not None
             mb_link, unit = bus_links[host.rtu.bus], host.rtu.unit
@@ -134,12 +156,12 @@ def build_polling(
         poller = HostPoller(host_dev, mb_link, site.profiles[host.model], slots, clock, unit)
         for interval, ids in sorted(groups.items()):
             plan = poller.plan(ids)
-            job(f"{host.id}@{interval:g}s", interval, _planned(poller, plan), ids)
+            job(f"{host.id}@{interval:g}s", interval, _planned(poller, plan), ids, mb_link)
             for device_id in ids:
                 out.poller_of[device_id] = poller
     for bus in cfg.buses:
         interval = bus.poll_interval_s or cfg.poll.interval_s
-        job(f"{bus.id}@{interval:g}s", interval, _bus_health(bus.id, bus_links[bus.id], clock), [])
+        job(f"{bus.id}@{interval:g}s", interval, _bus_health(bus.id, bus_links[bus.id], clock), [], bus_links[bus.id])
     if cfg.sia_receiver is not None:
         out.sia_receiver = _sia_receiver(site, clock, ingest, job)
     if cfg.zigbee2mqtt:

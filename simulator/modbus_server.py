@@ -3,6 +3,7 @@ register profile the gateway reads with: the simulator encodes, the gateway deco
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,24 +103,35 @@ class HostRegisters:
 
 
 class ModbusHostServer:
-    """A pymodbus server whose registers are rendered from the models at read time."""
+    """A pymodbus server at one address and port, for the host or hosts the site file puts
+    there (units behind one Modbus TCP gateway share it), whose registers are rendered
+    from the models at read time."""
 
-    def __init__(self, endpoint: HostEndpoint, site: SimSite, clock: Clock, t0: float) -> None:
-        self.endpoint = endpoint
+    def __init__(self, endpoints: Sequence[HostEndpoint], site: SimSite, clock: Clock, t0: float) -> None:
+        if not endpoints or len({(e.address.lower(), e.port) for e in endpoints}) != 1:
+            raise ValueError("one server serves the hosts of one address and port")
+        self.endpoints = tuple(endpoints)
+        self.endpoint = endpoints[0]
         self.site = site
         self.clock = clock
         self.t0 = t0
-        self.registers = HostRegisters(endpoint.host, endpoint.profile, endpoint.slots, site)
-        sim_device = SimDevice(
-            id=endpoint.unit,
-            simdata=SimData(0, count=self.registers.size, values=0, datatype=DataType.REGISTERS),
-            action=self._render,
-        )
-        self.server = ModbusTcpServer(sim_device, address=(endpoint.address, endpoint.port))
         self.requests = 0
+        sim_devices = []
+        for ep in self.endpoints:
+            registers = HostRegisters(ep.host, ep.profile, ep.slots, site)
+            sim_devices.append(
+                SimDevice(
+                    id=ep.unit,
+                    simdata=SimData(0, count=registers.size, values=0, datatype=DataType.REGISTERS),
+                    action=functools.partial(self._render, ep, registers),
+                )
+            )
+        self.server = ModbusTcpServer(sim_devices, address=(self.endpoint.address, self.endpoint.port))
 
     async def _render(
         self,
+        ep: HostEndpoint,
+        host: HostRegisters,
         function_code: int,
         start: int,
         address: int,
@@ -132,17 +144,20 @@ class ModbusHostServer:
         if function_code == 6:
             if values is None:
                 return None  # pymodbus reads the written register back for the response
-            ok = self.registers.write(address, int(values[0]), t)
+            ok = host.write(address, int(values[0]), t)
             return None if ok else ExcCodes.ILLEGAL_ADDRESS
-        if _READ_FUNCTIONS.get(function_code) != self.endpoint.profile.function or values is not None:
+        if _READ_FUNCTIONS.get(function_code) != ep.profile.function or values is not None:
             return ExcCodes.ILLEGAL_FUNCTION
-        if self.site.refusing(self.endpoint.host.id, t):
+        if self.site.refusing(ep.host.id, t):
             return ExcCodes.ILLEGAL_ADDRESS
-        back = self.registers.offline_until(t)
+        back = host.offline_until(t)
         if back is not None:
-            # A hung host: the request is never answered while the fault lasts.
+            if len(self.endpoints) > 1:
+                # Behind a gateway, a hung unit is the gateway's exception 11; the others answer on.
+                return ExcCodes.GATEWAY_NO_RESPONSE
+            # A hung host on its own connection: the request is never answered while the fault lasts.
             await self.clock.sleep_until(self.t0 + back)
-        self.registers.render_into(registers, start, address, count, t)
+        host.render_into(registers, start, address, count, t)
         return None
 
     async def start(self) -> None:
@@ -151,7 +166,8 @@ class ModbusHostServer:
             await self.server.serve_forever(background=True)
         except (RuntimeError, OSError) as exc:
             ep = self.endpoint
-            raise SimulatorError(f"host {ep.host.id}: cannot listen on {ep.address}:{ep.port} ({exc})") from exc
+            hosts = ", ".join(e.host.id for e in self.endpoints)
+            raise SimulatorError(f"host {hosts}: cannot listen on {ep.address}:{ep.port} ({exc})") from exc
 
     async def stop(self) -> None:
         await self.server.shutdown()  # type: ignore[no-untyped-call]

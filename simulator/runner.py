@@ -90,7 +90,10 @@ class Simulator:
         self.t0 = self.clock.monotonic()
         self.started_at = self.clock.now()  # wall time of t0: scenario offsets count from it
         self.site.inject_all(scenario.faults)
-        self.servers = [ModbusHostServer(ep, self.site, self.clock, self.t0) for ep in endpoints]
+        at: dict[tuple[str, int], list[HostEndpoint]] = {}
+        for ep in endpoints:  # hosts at one address and port are units behind one server
+            at.setdefault((ep.address.lower(), ep.port), []).append(ep)
+        self.servers = [ModbusHostServer(eps, self.site, self.clock, self.t0) for eps in at.values()]
         self.envisalinks = [EnvisalinkServer(ev, self.site, self.clock, self.t0) for ev in envisalinks]
         self.sia_hubs = [
             SiaHub(
@@ -148,7 +151,7 @@ class Simulator:
 
     def server_for(self, host_id: str) -> ModbusHostServer:
         for s in self.servers:
-            if s.endpoint.host.id == host_id:
+            if any(ep.host.id == host_id for ep in s.endpoints):
                 return s
         raise KeyError(host_id)
 

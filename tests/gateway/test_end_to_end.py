@@ -125,7 +125,7 @@ async def test_killed_modbus_server_is_reconnected(harness: Harness) -> None:
     (t,) = harness.tickets()
     assert (t.device_id, t.fault) == ("host-1", "comm_loss")
     # A power-cycled host comes back on the same port: the link must find it again.
-    reborn = ModbusHostServer(server.endpoint, harness.sim.site, harness.clock, harness.sim.t0)
+    reborn = ModbusHostServer(server.endpoints, harness.sim.site, harness.clock, harness.sim.t0)
     await reborn.start()
     try:
         await harness.cycle(15)  # long enough for the backoff to allow a new connection

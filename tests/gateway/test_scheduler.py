@@ -124,3 +124,43 @@ async def test_a_failing_long_running_task_is_started_again_after_a_backoff() ->
     assert starts == [0, 1, 3, 7] and sup.restarts == 3
     await stop(task)
     assert task.cancelled()
+
+
+async def test_jobs_of_one_lane_due_together_run_back_to_back_on_one_timer() -> None:
+    """Fifty units behind one connection: one sleeper, one wake-up a tick, the polls in turn;
+    a second lane keeps its own phase."""
+    clock = ManualClock()
+    runs: list[tuple[str, float]] = []
+    link, other = object(), object()
+
+    def job(name: str, lane: object) -> PollJob:
+        async def run() -> None:
+            runs.append((name, clock.monotonic()))
+            await asyncio.sleep(0)  # a poll awaits its answer: the lane must wait for it
+
+        return PollJob(name, 1.0, run, lane=lane)
+
+    jobs = [job(f"unit-{i}", link) for i in range(50)] + [job("panel", other)]
+    stagger(jobs)
+    assert {j.phase_s for j in jobs[:50]} == {0.0} and jobs[50].phase_s == 0.5
+    task = asyncio.create_task(run_jobs(jobs, clock))
+    for _ in range(20):
+        await settle()
+    assert clock.pending_sleepers == 2  # one per lane, not one per job
+    assert [n for n, _ in runs] == [f"unit-{i}" for i in range(50)]
+    clock.advance(0.5)
+    await settle()
+    clock.advance(0.5)
+    for _ in range(20):
+        await settle()
+    await stop(task)
+    assert [n for n, t in runs if t == 0.5] == ["panel"]
+    assert [n for n, t in runs if t == 1.0] == [f"unit-{i}" for i in range(50)]
+    assert all(j.runs == 2 for j in jobs[:50])
+
+
+def test_lanes_are_staggered_not_jobs() -> None:
+    a, b = object(), object()
+    jobs = [PollJob(name, 10.0, settle, lane=lane) for name, lane in [("a1", a), ("b", b), ("a2", a)]]
+    stagger(jobs)
+    assert [j.phase_s for j in jobs] == [0.0, 5.0, 0.0]
