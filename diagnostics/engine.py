@@ -21,6 +21,9 @@ COMM_LOSS = "comm_loss"
 BUS_ERRORS = "bus_errors"
 # Faults of an ancestor that explain a device behind it going quiet.
 ROOT_FAULTS = (COMM_LOSS, BUS_ERRORS)
+# What the diagnoser keeps of a device's last values: the fields that make it a suspect root
+# cause for the devices below it (the rest is the core's to keep).
+SUSPECT_FIELDS = ("link_lost", "bus_error_rate", "link_age_s")
 # Faults that cut the gateway off from whatever is behind the device, so their ticket lists
 # the devices behind it (`affected`): the root faults, a host that refuses every read, and
 # the gateway's own watch finding nothing arrives.
@@ -122,20 +125,27 @@ class Diagnoser:
         if rules is None:
             return []
         values = reading.values
-        last = self.last_values.setdefault(reading.device_id, {})
-        last.update(values)
+        for name in SUSPECT_FIELDS:
+            if name in values:
+                self.last_values.setdefault(reading.device_id, {})[name] = values[name]
         changes: list[FaultChange] = []
+        state = self._state
         for rule in rules:
             verdict = judge(rule, values)
             if verdict < GONE:
                 continue  # nothing in this reading speaks to this rule
             key = (reading.device_id, rule.fault)
-            st = self._state.get(key)
+            st = state.get(key)
             if st is None:
-                st = self._state[key] = _State()
+                if verdict != HOLDS:
+                    continue  # quiet and staying so: no state kept (most devices, most faults)
+                st = state[key] = _State()
             toward = verdict == (GONE if st.active else HOLDS)
             if not toward:
-                st.run, st.since = 0, None
+                if not st.active:
+                    del state[key]  # back to quiet
+                else:
+                    st.run, st.since = 0, None
                 continue
             if st.run == 0:
                 st.since = reading.at
@@ -144,7 +154,7 @@ class Diagnoser:
             held_s = (reading.at - st.since).total_seconds()
             if st.active:
                 if st.run >= rule.clear_after and held_s >= rule.clear_after_s:
-                    st.active, st.run, st.since = False, 0, None
+                    del state[key]
                     changes.append(FaultCleared(reading.device_id, rule.fault, reading.at))
             elif st.run >= rule.raise_after and held_s >= rule.raise_after_s:
                 patient = st.run < rule.raise_after + BUS_VERDICT_GRACE

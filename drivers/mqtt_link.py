@@ -8,14 +8,14 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from typing import TYPE_CHECKING
 
 from alarmgw.backoff import Backoff
 from alarmgw.clock import Clock
 from alarmgw.tasks import raise_if_cancelling
+
+if TYPE_CHECKING:  # aiomqtt and paho load with the first connection: a site without MQTT never loads them
+    import aiomqtt
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,10 @@ class BrokerSpec:
         `MAX_INCOMING_PACKET`), so an oversized message is dropped at the broker instead of
         reaching this process whole, and keeps at most `max_queued` (default
         `MAX_QUEUED_INCOMING`) messages waiting to be handled."""
+        import aiomqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
         properties = None
         if self.mqtt_version == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -112,7 +116,7 @@ MAX_QUEUED_INCOMING = 2_000
 SUBSCRIBE_QOS = 0
 
 Handler = Callable[[str, bytes, bool], None]  # topic, payload, retained (an old message kept by the broker)
-Session = Callable[[aiomqtt.Client], Awaitable[None]]
+Session = Callable[["aiomqtt.Client"], Awaitable[None]]
 
 
 async def stay_connected(
@@ -131,6 +135,8 @@ async def stay_connected(
     (reset at each successful connect) and do it again; until cancelled or the session
     returns. The one place MQTT connections are kept up: the device feed, the uplink, the
     remote desk and the simulator's bridge all go through it."""
+    import aiomqtt
+
     backoff = backoff or Backoff()
     while True:
         raise_if_cancelling()

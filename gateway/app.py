@@ -27,7 +27,6 @@ from . import permissions
 from .changes import Change, TelemetryDue, TicketEvent, VisitEnded
 from .core import SiteCore
 from .messages import OutboxMessage, asset_messages, telemetry_messages
-from .metrics import GatewayMetrics
 from .operations import Operations
 from .scheduler import PollJob, Supervised
 from .site_file import LoadedSite
@@ -36,6 +35,7 @@ from .store import Store
 if TYPE_CHECKING:
     from .http_server import HttpServer
     from .influx import InfluxTelemetry
+    from .metrics import GatewayMetrics
     from .remote import RemoteDesk
     from .uplink import Uplink
 
@@ -126,14 +126,16 @@ class Gateway:
             self.influx = InfluxTelemetry(cfg.influxdb, site.influx_token, cfg.site.id, core.devices, self.clock, links)
             core.changes.listen(self.influx.on_change)
             long_running.append(("influxdb", self.influx.run))
-        uplink = self.uplink
-        metrics = self.metrics = GatewayMetrics(
-            core, self.tasks, self.influx, (lambda: uplink.published) if uplink else None
-        )
-        core.changes.listen(metrics.on_change)
         if cfg.http is not None and site.api_tokens is not None:
-            from .http_api import build_app  # fastapi and uvicorn: only when used
+            from .http_api import build_app  # fastapi, uvicorn and prometheus-client: only when used
             from .http_server import HttpServer
+            from .metrics import GatewayMetrics
+
+            uplink = self.uplink
+            metrics = self.metrics = GatewayMetrics(
+                core, self.tasks, self.influx, (lambda: uplink.published) if uplink else None
+            )
+            core.changes.listen(metrics.on_change)
 
             app = build_app(ops, site.api_tokens, metrics, cfg.http.metrics_public)
             self.http = HttpServer(app, cfg.http.bind, cfg.http.port)  # binds now: a taken port fails here

@@ -20,10 +20,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from alarmgw import __version__
 from alarmgw.clock import iso
 from alarmgw.diagnostics.tickets import MOVES, TicketError, ticket_json
@@ -35,7 +31,6 @@ from .credentials import RANK, Role
 from .runtime import DEMO_DATABASE, DemoError, HttpError, run_until_stopped
 from .site_file import LoadedSite, load_site
 from .store import Store, StoreError, VisitConflict
-from .tables import stdout_console
 
 if TYPE_CHECKING:
     from .remote_auth import Credential
@@ -264,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except tuple(ERRORS) as exc:
+        from rich.console import Console  # rich loads for what prints: `run` never does
+        from rich.markup import escape
+
         heading, code = next(v for k, v in ERRORS.items() if isinstance(exc, k))
         err = Console(stderr=True)
         if isinstance(exc, ConfigError):
@@ -379,7 +377,11 @@ def _broker_password(args: argparse.Namespace) -> str | None:
 
 
 def cmd_remote(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
     from .remote_cli import RemoteError, broker_from_url, call, show
+    from .tables import stdout_console
 
     err, out = Console(stderr=True), stdout_console()
     if not args.user:
@@ -452,6 +454,10 @@ def cmd_sla_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"since": since.isoformat(), "tickets": len(tickets), "faults": report}, indent=2))
         return 0
+    from rich.table import Table
+
+    from .tables import stdout_console
+
     table = Table(title=f"Service clocks of {len(tickets)} tickets opened since {args.since} (UTC)")
     for col in ("fault", "clock", "met", "breached", "running", "not needed", "share met"):
         table.add_column(col)
@@ -514,7 +520,10 @@ def _open_store(args: argparse.Namespace) -> Store:
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from .live import tickets_table
+    from .tables import stdout_console
 
     out = stdout_console()
     with _open_store(args) as store:

@@ -22,14 +22,15 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from alarmgw.yamlfile import ConfigError, load_yaml_model
+
+# cryptography loads where keys are made or read: a site without remote engineers never needs it.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class User(BaseModel):
 
     def verifying_key(self) -> Ed25519PublicKey | None:
         """The user's Ed25519 public key, or None for a legacy (HMAC) user."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         if self.public_key is None:
             return None
         return Ed25519PublicKey.from_public_bytes(decode_public_key(self.public_key))
@@ -159,12 +162,17 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 def new_key_pair() -> tuple[bytes, str]:
     """A fresh Ed25519 key pair: the private key as PEM (PKCS#8, what
     `openssl genpkey -algorithm ed25519` writes) and the public key as the users file wants it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return pem, public_key_text(key)
 
 
 def public_key_text(key: Ed25519PrivateKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
 
@@ -180,6 +188,10 @@ class KeyFileError(Exception):
 
 def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
     """The engineer's Ed25519 private key from a PEM file (encrypted with `passphrase`, or not)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         with path.open("rb") as f:
             data = f.read(MAX_KEY_FILE + 1)

@@ -66,6 +66,8 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self.registry.register(_Snapshot(view, tasks, influx, published))
+        # Each job's histogram child, bound once: no label lookup on the poll path.
+        self._poll_child: dict[PollJob, Any] = {}
 
     def on_change(self, change: Change) -> None:
         """Listens to the site's changes: the delay from detection to each new ticket."""
@@ -73,7 +75,10 @@ class GatewayMetrics:
             self.ticket_opened(change.ticket.opened_at, change.at)
 
     def poll_done(self, job: PollJob, seconds: float) -> None:
-        self.poll_seconds.labels(job.name).observe(seconds)
+        child = self._poll_child.get(job)
+        if child is None:
+            child = self._poll_child[job] = self.poll_seconds.labels(job.name)
+        child.observe(seconds)
 
     def ticket_opened(self, opened_at: datetime, now: datetime) -> None:
         self.ticket_delay.observe(max(0.0, (now - opened_at).total_seconds()))

@@ -79,3 +79,43 @@ def test_imports_run_one_way() -> None:
         if name.startswith(banned)
     ]
     assert wrong == []
+
+
+# What a site that does not use a part never loads: its memory is the box's, not the part's.
+UNUSED_BY_A_MODBUS_SITE = (
+    "aiomqtt",
+    "paho",
+    "cryptography",
+    "prometheus_client",
+    "rich",
+    "fastapi",
+    "uvicorn",
+    "influxdb_client",
+    "psycopg",
+    "pysiaalarm",
+    "jsonschema",
+)
+
+
+def test_a_gateway_loads_only_what_its_site_uses(tmp_path: Path) -> None:
+    """`alarmgw run` on a Modbus site with no uplink, HTTP, InfluxDB or remote engineers:
+    the command line and a gateway opened on the site load none of those parts."""
+    from tests.conftest import write_site
+
+    site = write_site(tmp_path, 1502)
+    probe = (
+        "import asyncio, sys\n"
+        "import alarmgw.gateway.cli\n"
+        "from alarmgw.gateway.app import Gateway\n"
+        "from alarmgw.gateway.site_file import load_site\n"
+        "async def main():\n"
+        f"    gw = await Gateway.open(load_site({str(site)!r}))\n"
+        "    await gw.aclose()\n"
+        "asyncio.run(main())\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60, cwd=tmp_path
+    ).stdout.split()
+    assert "alarmgw.gateway.core" in loaded
+    assert sorted({m.split(".")[0] for m in loaded} & set(UNUSED_BY_A_MODBUS_SITE)) == []
