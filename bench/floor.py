@@ -6,12 +6,15 @@ process; ids 1..N, and since a unit id is at most 247, past 247 units one more e
 - floor: a bare asyncio loop on pymodbus's AsyncModbusTcpClient, one connection (per endpoint), reading
   each unit's block once a second and throwing the values away (a child process);
 - alarmgw: `alarmgw run` on a site file of N hosts, one per unit, each with a register
-  profile of one 10-register slot (decode, rules, fault table, store, metrics all on).
-Windows alternate (floor, alarmgw, floor, alarmgw ...), each a fresh process: after a
+  profile of one 10-register slot (decode, rules, fault table, store, metrics all on),
+  once on asyncio's own event loop and once on uvloop (when it is installed).
+Windows alternate (floor, alarmgw on asyncio, alarmgw on uvloop, floor ...), each a fresh process: after a
 warm-up, the process's own CPU (utime + stime from /proc/PID/stat) over the window and the
 reads it made in it (the floor counts its own; alarmgw's `requests` from its stats line on
 SIGUSR1), and its resident memory at the window's end (VmRSS). Medians over the windows.
 The last line: floor_cpu_s_per_1000=X alarmgw_cpu_s_per_1000=Y ratio=R rss_mb=M rss_floor_mb=F
+loop=L asyncio_cpu_s_per_1000=A ratio_asyncio=RA uvloop_cpu_s_per_1000=U ratio_uvloop=RU, where Y,
+R and M are alarmgw's on the loop `alarmgw run` takes by default (L: uvloop where installed).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import os
 import re
 import signal
@@ -174,13 +178,22 @@ async def window_floor(ports: list[int], units: int, warmup_s: float, window_s: 
     return c1 - c0, r1 - r0, mem
 
 
-async def window_alarmgw(site: Path, warmup_s: float, window_s: float) -> tuple[float, int, float, str]:
+async def window_alarmgw(site: Path, loop: str, warmup_s: float, window_s: float) -> tuple[float, int, float, str]:
     log = site.parent / f"run-{time.monotonic_ns()}.log"
     for old in site.parent.glob("floor.db*"):
         old.unlink()
     with log.open("w") as err:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "alarmgw.gateway.cli", "run", "-c", str(site), stdout=subprocess.DEVNULL, stderr=err
+            sys.executable,
+            "-m",
+            "alarmgw.gateway.cli",
+            "run",
+            "-c",
+            str(site),
+            "--loop",
+            loop,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
         )
     try:
         await asyncio.sleep(warmup_s)
@@ -221,7 +234,9 @@ async def main() -> None:
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
-    floor, gw = [], []
+    loops = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
+    floor: list[tuple[float, float]] = []
+    gw: dict[str, list[tuple[float, float]]] = {loop: [] for loop in loops}
     with tempfile.TemporaryDirectory(prefix="alarmgw-floor-") as tmp:
         site = site_file(Path(tmp), ports, args.units)
         try:
@@ -232,24 +247,27 @@ async def main() -> None:
                     f"window {w + 1} floor:   {reads} reads, {cpu:.2f} CPU s, {floor[-1][0]:.3f} s/1000, {mem:.1f} MiB",
                     flush=True,
                 )
-                cpu, reads, mem, note = await window_alarmgw(site, args.warmup_s, args.window_s)
-                gw.append((1000 * cpu / max(reads, 1), mem))
-                print(
-                    f"window {w + 1} alarmgw: {reads} reads, {cpu:.2f} CPU s, {gw[-1][0]:.3f} s/1000, {mem:.1f} MiB"
-                    f" ({note})",
-                    flush=True,
-                )
+                for loop in loops:
+                    cpu, reads, mem, note = await window_alarmgw(site, loop, args.warmup_s, args.window_s)
+                    gw[loop].append((1000 * cpu / max(reads, 1), mem))
+                    print(
+                        f"window {w + 1} alarmgw on {loop}: {reads} reads, {cpu:.2f} CPU s,"
+                        f" {gw[loop][-1][0]:.3f} s/1000, {mem:.1f} MiB ({note})",
+                        flush=True,
+                    )
         finally:
             for server in servers:
                 await server.shutdown()  # type: ignore[no-untyped-call]
     print(f"load at the end {os.getloadavg()[0]:.2f} (other work on the machine shows here)")
     f = statistics.median(x for x, _ in floor)
-    g = statistics.median(x for x, _ in gw)
-    rss = statistics.median(m for _, m in gw)
     rss_floor = statistics.median(m for _, m in floor)
+    cpu = {loop: statistics.median(x for x, _ in runs) for loop, runs in gw.items()}
+    default = loops[-1]  # `alarmgw run` takes uvloop where it is installed
+    rss = statistics.median(m for _, m in gw[default])
+    each = " ".join(f"{loop}_cpu_s_per_1000={c:.3f} ratio_{loop}={c / f:.2f}" for loop, c in cpu.items())
     print(
-        f"floor_cpu_s_per_1000={f:.3f} alarmgw_cpu_s_per_1000={g:.3f} ratio={g / f:.2f}"
-        f" rss_mb={rss:.1f} rss_floor_mb={rss_floor:.1f}"
+        f"floor_cpu_s_per_1000={f:.3f} alarmgw_cpu_s_per_1000={cpu[default]:.3f} ratio={cpu[default] / f:.2f}"
+        f" rss_mb={rss:.1f} rss_floor_mb={rss_floor:.1f} loop={default} {each}"
     )
 
 

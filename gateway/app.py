@@ -28,6 +28,7 @@ from .changes import Change, TelemetryDue, TicketEvent, VisitEnded
 from .core import SiteCore
 from .messages import OutboxMessage, asset_messages, telemetry_messages
 from .operations import Operations
+from .runtime import loop_name
 from .scheduler import PollJob, Supervised
 from .site_file import LoadedSite
 from .store import Store
@@ -203,7 +204,11 @@ class Gateway:
         """Poll, and run every face, until cancelled."""
         core = self.core
         log.info(
-            "gateway for site %s: %d devices, %d poll jobs", self.site.config.site.id, len(core.devices), len(core.jobs)
+            "gateway for site %s: %d devices, %d poll jobs, on the %s event loop",
+            self.site.config.site.id,
+            len(core.devices),
+            len(core.jobs),
+            loop_name(asyncio.get_running_loop()),
         )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(core.run(self.metrics.poll_done if self.metrics else None))

@@ -28,7 +28,7 @@ from alarmgw.yamlfile import ConfigError, read_text
 
 from .config import MAX_SECRET_BYTES
 from .credentials import RANK, Role
-from .runtime import DEMO_DATABASE, DemoError, HttpError, run_until_stopped
+from .runtime import DEMO_DATABASE, LOOPS, DemoError, HttpError, LoopError, loop_factory, run_until_stopped
 from .site_file import LoadedSite, load_site
 from .store import Store, StoreError, VisitConflict
 
@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-c", "--config", metavar="SITE.yaml", required=True, type=Path, help="site file (YAML)")
     run.add_argument("--db", metavar="PATH", type=Path, help="ticket store; overrides store.path of the site file")
+    run.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="auto",
+        help="event loop: uvloop where it is installed (auto, the default), or the one named",
+    )
 
     sim = sub.add_parser("simulate", help="run the hardware simulator for a site file")
     sim.add_argument("-c", "--config", metavar="SITE.yaml", required=True, type=Path, help="site file (YAML)")
@@ -281,6 +287,7 @@ ERRORS: dict[type[Exception], tuple[str, int]] = {
     HttpError: ("http error", 2),
     SimulatorError: ("simulator error", 2),
     UsageError: ("error", 2),
+    LoopError: ("error", 2),
     DemoError: ("demo", 2),
     TicketError: ("refused", 1),
 }
@@ -316,7 +323,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_centre(args)
     if args.command == "run":
-        return asyncio.run(cmd_run(load_site(args.config), args.db))
+        site = load_site(args.config)
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+            return runner.run(cmd_run(site, args.db))
     if args.command == "simulate":
         from .simulate import simulate
 

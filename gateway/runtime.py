@@ -1,5 +1,5 @@
 """Process plumbing shared by the long-running commands: stop on SIGTERM or after a while,
-ports to listen on."""
+ports to listen on, the event loop to run on."""
 
 from __future__ import annotations
 
@@ -8,6 +8,37 @@ import contextlib
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+
+# The event loops `alarmgw run` can poll on: uvloop (libuv; a few per cent less CPU per
+# poll, docs/benchmarks.md) where it is installed, else asyncio's own.
+LOOPS = ("auto", "uvloop", "asyncio")
+
+
+class LoopError(Exception):
+    """The event loop asked for cannot be had."""
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes the event loop for `choice` (None: asyncio's own). `auto` is uvloop when
+    it is installed; `uvloop` when it is not raises LoopError."""
+    if choice not in LOOPS:
+        raise LoopError(f"--loop: {choice!r} is not one of {', '.join(LOOPS)}")
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise LoopError(
+                "--loop uvloop: uvloop is not installed (pip install 'alarmgw[fast]', or run with --loop asyncio)"
+            ) from None
+        return None
+    return uvloop.new_event_loop
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """`uvloop` or `asyncio`, for the start-up log."""
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 class HttpError(Exception):

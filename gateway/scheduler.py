@@ -36,7 +36,20 @@ class PollJob:
     runs: int = 0
     errors: int = 0
     skipped: int = 0
-    done: asyncio.Event = field(default_factory=asyncio.Event)  # set after every run
+    _done: asyncio.Event | None = field(default=None, repr=False)
+
+    @property
+    def done(self) -> asyncio.Event:
+        """Set after the job's next run (made when asked for: nobody waits on most runs)."""
+        if self._done is None:
+            self._done = asyncio.Event()
+        return self._done
+
+    def ran(self) -> None:
+        self.runs += 1
+        if self._done is not None:
+            self._done.set()
+            self._done = None
 
 
 def lanes(jobs: Sequence[PollJob]) -> list[list[PollJob]]:
@@ -85,9 +98,7 @@ async def run_lane(jobs: Sequence[PollJob], clock: Clock, on_run: RunObserver | 
             ended = clock.monotonic()
             if on_run is not None:
                 on_run(job, ended - now)
-            job.runs += 1
-            job.done.set()
-            job.done = asyncio.Event()
+            job.ran()
             next_at += job.interval_s
             if next_at <= ended:
                 missed = int((ended - next_at) // job.interval_s) + 1

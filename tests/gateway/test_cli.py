@@ -137,6 +137,41 @@ def test_gateway_killed_and_restarted_does_not_ticket_twice(site: Path, simulato
         assert gw.wait(10) == 0  # SIGTERM is a clean stop
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_run_polls_on_the_event_loop_asked_for(site: Path, simulator: subprocess.Popen[str], loop: str) -> None:
+    db = site.parent / "tickets.db"
+    gw = subprocess.Popen([*ALARMGW, "run", "-c", str(site), "--loop", loop], stderr=subprocess.PIPE, text=True)
+    try:
+        (t,) = wait_for("the tamper ticket", lambda: tickets(db))
+        assert (t["device"], t["fault"]) == ("pir-2", "tamper")
+    finally:
+        gw.terminate()
+        _, err = gw.communicate(timeout=10)
+    assert gw.returncode == 0, err
+    assert f"on the {loop} event loop" in err
+
+
+def test_run_asked_for_uvloop_where_it_is_not_installed_says_so(site: Path) -> None:
+    """`--loop uvloop` on a box without it is a clear error; `auto` falls back to asyncio."""
+    hide = (
+        "import sys; sys.modules['uvloop'] = None; from alarmgw.gateway.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", hide, "run", "-c", str(site), "--loop", "uvloop"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--loop uvloop: uvloop is not installed (pip install 'alarmgw[fast]'" in out.stderr.replace("\n", "")
+    proc = subprocess.Popen([sys.executable, "-c", hide, "run", "-c", str(site)], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    proc.terminate()
+    proc.communicate(timeout=10)
+    assert "on the asyncio event loop" in first
+
+
 def test_ticket_commands_move_and_refuse(site: Path, simulator: subprocess.Popen[str]) -> None:
     db = site.parent / "tickets.db"
     gw = start_gateway(site)
