@@ -132,10 +132,16 @@ class ModbusLink:
             self._client = None
 
     async def _quiet(self) -> None:
-        loop = asyncio.get_running_loop()
-        wait = self._quiet_at - loop.time()
+        if not self.silence_s:
+            return  # TCP: no silence to keep, no clock to read
+        wait = self._quiet_at - asyncio.get_running_loop().time()
         if wait > 0:
             await asyncio.sleep(wait)
+
+    def _spoke(self) -> None:
+        """A frame went by: the line must now stay quiet for the inter-frame silence."""
+        if self.silence_s:
+            self._quiet_at = asyncio.get_running_loop().time() + self.silence_s
 
     async def read_registers(self, function: str, address: int, count: int, unit: int | None = None) -> list[int]:
         """Read `count` registers from `unit`; raises LinkDown (retryable) or DeviceRefused."""
@@ -145,7 +151,6 @@ class ModbusLink:
             client = await self._client_now()
             read = client.read_holding_registers if function == "holding" else client.read_input_registers
             last: Exception | None = None
-            loop = asyncio.get_running_loop()
             for _ in range(self.retries + 1):
                 self.requests += 1
                 await self._quiet()
@@ -164,11 +169,11 @@ class ModbusLink:
                         self.errors.garbled(unit)
                     else:
                         self.errors.unanswered(unit)
-                    self._quiet_at = loop.time() + self.silence_s
+                    self._spoke()
                     if not client.connected:
                         break
                     continue
-                self._quiet_at = loop.time() + self.silence_s
+                self._spoke()
                 self._silent_run = 0
                 self.errors.answered(unit)
                 if rr.isError():
@@ -206,7 +211,7 @@ class ModbusLink:
             except (TimeoutError, ModbusException, OSError) as exc:
                 raise LinkDown(f"{self.name}: unit {unit}: write at {address} not answered ({exc})") from exc
             finally:
-                self._quiet_at = asyncio.get_running_loop().time() + self.silence_s
+                self._spoke()
             if rr.isError():
                 raise DeviceRefused(f"{self.name}: unit {unit}: write of {value} at {address} refused")
 

@@ -355,6 +355,20 @@ def test_aliases_and_merge_keys_are_still_yaml(tmp_path: Path) -> None:
     assert data["d"] == {"kind": "pir_detector", "location": "door", "id": "p1"} and data["l"] == [data["base"]] * 2
 
 
+def test_a_key_or_short_value_written_many_times_is_kept_once(tmp_path: Path) -> None:
+    """A large site file repeats `id`, `kind` and `smoke_detector` thousands of times: one
+    string each, not one per line (and errors still name the line a value starts on)."""
+    f = tmp_path / "x.yaml"
+    f.write_text("devices:\n" + "".join(f"  - {{id: d{i}, kind: smoke_detector}}\n" for i in range(3)))
+    devices = read_yaml(f)["devices"]
+    kinds = [d["kind"] for d in devices]
+    keys = [next(iter(d)) for d in devices]
+    assert kinds[0] is kinds[1] is kinds[2] and keys[0] is keys[1] is keys[2]
+    f.write_text("devices:\n  - {id: d1, kind: smoke_detector}\n  - {id: d2, id: d3}\n")
+    with pytest.raises(ConfigError, match="line 3"):
+        read_yaml(f)
+
+
 # Pieces that make YAML do things: the fuzzer splices them into a good site file.
 PIECES = [
     "{", "}", "[", "]", ":", ": ", ",", "-", "- ", "&a ", "*a", "!!", "!!python/name:os.system", "<<: ", "'", '"',
