@@ -29,13 +29,19 @@ logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 POLL_S = 5.0
 
-SITE = """\
+# A test site's settings, before its hosts (format with area, db and poll).
+SITE_HEAD = """\
 site: {{id: test-site, name: Test site, area: {area}, commissioned_on: 2026-01-01}}
 store: {{path: {db}}}
 poll: {{interval_s: {poll}, timeout_s: 0.5, retries: 0, backoff_initial_s: 1, backoff_max_s: 10}}
 history: {{interval_s: 0}}
 supervision_s: {{repeater: 30, smoke_detector: 60, pir_detector: 60}}
 hosts:
+"""
+
+SITE = (
+    SITE_HEAD
+    + """\
   - id: host-1
     model: sim-wh100
     location: plant room
@@ -51,6 +57,7 @@ hosts:
       - {{id: pir-3, kind: pir_detector, slot: 8, location: corridor}}
       - {{id: remote-1, kind: remote_control, slot: 9, location: reception}}
 """
+)
 
 # Check-ins faster than the defaults, so supervision plays out in a few dozen polls.
 SCENARIO = Scenario(seed=11, report_interval_s={"repeater": 10, "smoke_detector": 20, "pir_detector": 20})  # type: ignore[dict-item]

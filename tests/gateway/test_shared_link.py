@@ -16,15 +16,9 @@ from alarmgw.gateway.runtime import free_port
 from alarmgw.gateway.site_file import ConfigError, load_site
 from alarmgw.gateway.wiring import simulator_endpoints
 from alarmgw.simulator.runner import Simulator
-from tests.conftest import POLL_S, SCENARIO, Harness
+from tests.conftest import POLL_S, SCENARIO, SITE_HEAD, Harness
 
-SITE = """\
-site: {{id: shared-site, area: city}}
-store: {{path: tickets.db}}
-poll: {{interval_s: {poll}, timeout_s: 0.5, retries: 0, backoff_initial_s: 1, backoff_max_s: 10}}
-history: {{interval_s: 0}}
-supervision_s: {{repeater: 30, smoke_detector: 60, pir_detector: 60}}
-hosts:
+HOSTS = """\
   - id: host-1
     model: sim-wh100
     modbus: {{address: 127.0.0.1, port: {port}, unit: 1}}
@@ -47,7 +41,8 @@ DEVICES = ["host-1", "smoke-1", "host-2", "smoke-2", "host-3", "pir-3"]
 
 def write(folder: Path, unit2: int = 2) -> Path:
     path = folder / "site.yaml"
-    path.write_text(SITE.format(port=free_port(), poll=POLL_S, unit2=unit2))
+    head = SITE_HEAD.format(area="city", db="tickets.db", poll=POLL_S)
+    path.write_text(head + HOSTS.format(port=free_port(), unit2=unit2))
     return path
 
 
