@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -81,12 +82,17 @@ class ModbusLink:
         self._lock = asyncio.Lock()
         self._client: Client | None = None
         self._heard = False  # bytes came back during the try in flight
-        self._units: set[int] = set()  # the units asked on this link so far
-        self._silent_run = 0  # requests in a row with no answer from any unit
+        self._units: set[int] = set()  # the units this link serves
+        self._silent: set[int] = set()  # units that went unanswered since anything last answered
         self.requests = 0
         self.failures = 0
         self.refusals = 0  # requests the peer answered with a Modbus exception
         self.reconnects = 0
+
+    def serve(self, unit: int) -> None:
+        """A unit behind this link (its poller says so at the start): a TCP connection is
+        given up only when every unit it serves is silent, never for one of them."""
+        self._units.add(unit)
 
     @property
     def retry_in_s(self) -> float:
@@ -123,6 +129,7 @@ class ModbusLink:
             self._gate.failed()
             raise LinkDown(f"{self.name}: cannot open {self.where}")
         self.reconnects += 1
+        self._silent.clear()
         self._client = client
         return client
 
@@ -132,16 +139,18 @@ class ModbusLink:
             self._client = None
 
     async def _quiet(self) -> None:
+        """Wait out the inter-frame silence, on the system's fine clock: an event loop's own
+        may count whole milliseconds (uvloop), longer than the silence at 19,200 baud."""
         if not self.silence_s:
             return  # TCP: no silence to keep, no clock to read
-        wait = self._quiet_at - asyncio.get_running_loop().time()
-        if wait > 0:
+        # A coarse loop may wake early; the rest (under a millisecond) is slept again.
+        while (wait := self._quiet_at - time.monotonic()) > 0:  # noqa: ASYNC110 - a deadline, not an event
             await asyncio.sleep(wait)
 
     def _spoke(self) -> None:
         """A frame went by: the line must now stay quiet for the inter-frame silence."""
         if self.silence_s:
-            self._quiet_at = asyncio.get_running_loop().time() + self.silence_s
+            self._quiet_at = time.monotonic() + self.silence_s
 
     async def read_registers(self, function: str, address: int, count: int, unit: int | None = None) -> list[int]:
         """Read `count` registers from `unit`; raises LinkDown (retryable) or DeviceRefused."""
@@ -163,6 +172,10 @@ class ModbusLink:
                         raise _UnitSilent(f"the gateway reports exception {rr.exception_code}")
                 except (TimeoutError, ModbusException, OSError, _UnitSilent) as exc:
                     last = exc
+                    if isinstance(exc, _UnitSilent):
+                        self._silent.clear()  # the gateway answered: the connection is alive
+                    else:
+                        self._silent.add(unit)
                     # Bytes that came back but did not decode are the line's fault, at once;
                     # silence may be the unit's own, and counts once it answers again.
                     if self._heard:
@@ -174,7 +187,7 @@ class ModbusLink:
                         break
                     continue
                 self._spoke()
-                self._silent_run = 0
+                self._silent.clear()
                 self.errors.answered(unit)
                 if rr.isError():
                     self.refusals += 1
@@ -190,8 +203,7 @@ class ModbusLink:
                 self._gate.succeeded()
                 return list(rr.registers[:count])
             self.failures += 1
-            self._silent_run += 1
-            if not client.connected or (not self.serial and self._silent_run >= len(self._units)):
+            if not client.connected or (not self.serial and self._silent and self._silent >= self._units):
                 # TCP: the peer is gone or wedged (no unit behind it answers), start afresh.
                 # Serial: only if the port failed.
                 self._drop()
@@ -312,6 +324,7 @@ class HostPoller:
             if kind not in layouts:
                 layouts[kind] = compile_layout(profile.layout_for(device.kind), profile.slot_registers)
             self.slots[device.id] = SlotDevice(device, profile.slot_address(slot), layouts[kind])
+        link.serve(link.unit if unit is None else unit)
         self.refused = 0  # block and slot reads the host refused
         self._split: dict[BlockRead, tuple[BlockRead, ...]] = {}  # refused blocks, as single slots
         self._refusing: set[str] = set()  # devices whose slot the host refused last time

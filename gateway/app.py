@@ -123,7 +123,7 @@ class Gateway:
         if cfg.influxdb is not None:
             from .influx import InfluxTelemetry  # aiohttp and influxdb-client: only when used
 
-            links = {link.name: link for link in core.links}
+            links = core.polling.link_of
             self.influx = InfluxTelemetry(cfg.influxdb, site.influx_token, cfg.site.id, core.devices, self.clock, links)
             core.changes.listen(self.influx.on_change)
             long_running.append(("influxdb", self.influx.run))

@@ -38,6 +38,7 @@ class Polling:
     links: list[Link] = field(default_factory=list)
     job_of: dict[str, PollJob] = field(default_factory=dict)  # device -> the job that polls it
     poller_of: dict[str, HostPoller] = field(default_factory=dict)  # device -> its Modbus host poller
+    link_of: dict[str, Link] = field(default_factory=dict)  # host or bus -> the link that reaches it
     mqtt_feed: MqttDeviceFeed | None = None
     sia_receiver: SiaReceiver | None = None  # the IP hubs' DC-09 messages
 
@@ -87,6 +88,7 @@ def build_polling(
                 bus.id, port, bus.baud, clock, timeout_s=bus.timeout_s, retries=bus.retries, backoff=backoff()
             )
         bus_links[bus.id] = link
+        out.link_of[bus.id] = link
         out.links.append(link)
     # Hosts at one Modbus TCP address and port are units behind one gateway: one connection.
     sharing: dict[tuple[str, int], int] = {}
@@ -115,6 +117,7 @@ def build_polling(
                     backoff=backoff(),
                 )
                 out.links.append(it_link)
+                out.link_of[host.id] = it_link
             else:
                 assert host.it100 is not None
                 it_link = bus_links[host.it100.bus]
@@ -143,6 +146,7 @@ def build_polling(
                 )
                 out.links.append(mb_link)
             unit = mb.unit
+            out.link_of[host.id] = mb_link
         else:
             assert host.rtu is not None
             mb_link, unit = bus_links[host.rtu.bus], host.rtu.unit

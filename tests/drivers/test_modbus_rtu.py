@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
@@ -98,3 +99,31 @@ def test_fuzz_parses_or_raises_frame_errors_only(data: bytes) -> None:
     for decode in (decode_request, decode_response):
         with contextlib.suppress(IncompleteFrame, FrameError):
             decode(data)
+
+
+def test_the_inter_frame_silence_holds_on_an_event_loop_that_counts_milliseconds() -> None:
+    """uvloop's clock moves in whole milliseconds, longer than the 1.75 ms a fast line
+    must stay quiet between frames: the silence is measured on the system's fine clock."""
+    import time
+
+    import uvloop
+
+    from alarmgw.clock import ManualClock
+    from alarmgw.drivers.modbus_client import rtu_link
+
+    link = rtu_link("bus", "/dev/null", 115200, ManualClock())
+
+    async def gaps() -> list[float]:
+        out = []
+        for _ in range(40):
+            await asyncio.sleep(0)
+            time.sleep(0.001)  # noqa: ASYNC251 - the reply is handled a while after the loop woke for it
+            link._spoke()
+            spoke = time.monotonic()
+            await link._quiet()
+            out.append(time.monotonic() - spoke)
+        return out
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        measured = runner.run(gaps())
+    assert min(measured) >= link.silence_s == 0.00175
