@@ -6,7 +6,8 @@ process; ids 1..N, and since a unit id is at most 247, past 247 units one more e
 - floor: a bare asyncio loop on pymodbus's AsyncModbusTcpClient, one connection (per endpoint), reading
   each unit's block once a second and throwing the values away (a child process);
 - alarmgw: `alarmgw run` on a site file of N hosts, one per unit, each with a register
-  profile of one 10-register slot (decode, rules, fault table, store, metrics all on),
+  profile of one 10-register slot (decode, rules, fault table, store, and metrics: the
+  HTTP API is on, on a loopback port, since the metrics are kept only for it),
   once on asyncio's own event loop and once on uvloop (when it is installed).
 Windows alternate (floor, alarmgw on asyncio, alarmgw on uvloop, floor ...), each a fresh process: after a
 warm-up, the process's own CPU (utime + stime from /proc/PID/stat) over the window and the
@@ -113,6 +114,12 @@ def rss_mb(pid: int) -> float:
 
 
 def site_file(folder: Path, ports: list[int], units: int) -> Path:
+    from alarmgw.gateway.credentials import token_entry
+    from alarmgw.gateway.runtime import free_port
+
+    tokens = folder / "api-tokens.yaml"
+    tokens.write_text(f"tokens:\n  {token_entry('bench', 'viewer', 'bench-token-0123456789abcdef')}\n")
+    tokens.chmod(0o600)
     (folder / "profiles").mkdir(exist_ok=True)
     (folder / "profiles" / "floor-10.yaml").write_text(PROFILE)
     hosts = "".join(
@@ -126,6 +133,7 @@ def site_file(folder: Path, ports: list[int], units: int) -> Path:
         f"store: {{path: {folder / 'floor.db'}}}\n"
         "profiles_dir: profiles\n"
         "poll: {interval_s: 1, timeout_s: 1, retries: 0}\n"
+        f"http: {{port: {free_port()}, tokens_file: {tokens.name}}}\n"
         f"hosts:\n{hosts}"
     )
     return path
