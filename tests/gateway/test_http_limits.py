@@ -306,6 +306,33 @@ async def test_answers_leave_at_once_not_after_the_clients_delayed_ack() -> None
 
 
 @integration
+async def test_an_idle_api_wakes_once_a_second_and_stops_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn's housekeeping ran ten times a second whether anyone asked or not: on a box
+    polling 50 panels that was a third of the gateway's CPU. Once a second renews the Date
+    header; stopping does not wait for the next tick."""
+    ticks = 0
+    tick = http_server._Server.on_tick
+
+    async def counted(self: http_server._Server, counter: int) -> bool:
+        nonlocal ticks
+        ticks += 1
+        return await tick(self, counter)
+
+    monkeypatch.setattr(http_server._Server, "on_tick", counted)
+    async with serving(tmp_path) as (h, url), httpx.AsyncClient(base_url=url, timeout=10) as client:
+        answer = await client.get("/api/site", headers=VIEW)
+        assert answer.status_code == 200 and answer.headers["date"].endswith("GMT")
+        ticks = 0
+        await asyncio.sleep(2.5)
+        assert 1 <= ticks <= 4  # 25 at ten a second
+        started = time.monotonic()
+        await h.stop_gateway()
+        assert time.monotonic() - started < 0.9
+
+
+@integration
 async def test_a_connection_that_never_finishes_its_request_is_closed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
