@@ -155,7 +155,6 @@ class ModbusLink:
     async def read_registers(self, function: str, address: int, count: int, unit: int | None = None) -> list[int]:
         """Read `count` registers from `unit`; raises LinkDown (retryable) or DeviceRefused."""
         unit = self.unit if unit is None else unit
-        self._units.add(unit)
         async with self._lock:
             client = await self._client_now()
             read = client.read_holding_registers if function == "holding" else client.read_input_registers
