@@ -190,6 +190,11 @@ class ModbusTcpEndpoint(_Strict):
     port: Int = Field(default=502, ge=1, le=65535)
     unit: Int = Field(default=1, ge=0, le=247)
 
+    @property
+    def where(self) -> tuple[str, int]:
+        """The connection it is reached over: hosts with the same one are units behind one gateway."""
+        return self.address.lower(), self.port
+
 
 class SerialBusConfig(_Strict):
     """A serial port and what speaks on it."""
@@ -525,7 +530,7 @@ class SiteConfig(_Strict):
                 modules[module] = host.id
             if host.modbus is not None:
                 mb = host.modbus
-                taken = (mb.address.lower(), mb.port, mb.unit)
+                taken = (*mb.where, mb.unit)
                 if taken in tcp_units:
                     raise ValueError(
                         f"{where}.modbus.unit: {mb.address}:{mb.port} already has unit {mb.unit} "

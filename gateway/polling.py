@@ -94,8 +94,7 @@ def build_polling(
     sharing: dict[tuple[str, int], int] = {}
     for host in cfg.hosts:
         if host.modbus is not None:
-            where = (host.modbus.address.lower(), host.modbus.port)
-            sharing[where] = sharing.get(where, 0) + 1
+            sharing[host.modbus.where] = sharing.get(host.modbus.where, 0) + 1
     tcp_links: dict[tuple[str, int], ModbusLink] = {}
     for host in cfg.hosts:
         host_dev = devices[host.id]
@@ -129,7 +128,7 @@ def build_polling(
             continue
         if host.modbus is not None:
             mb = host.modbus
-            where = (mb.address.lower(), mb.port)
+            where = mb.where
             mb_link: Link | None = tcp_links.get(where)
             if mb_link is None:
                 # A link alone at its address keeps its host's name; a shared one is named by where it goes.
