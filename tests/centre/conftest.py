@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 import pytest_asyncio
+from psycopg_pool import AsyncConnectionPool
 
 from alarmgw.centre import db
 
@@ -49,3 +50,14 @@ async def migrated(pg: str) -> AsyncIterator[str]:
             " complaints, site_assets, telemetry_daily, visit_escalations RESTART IDENTITY"
         )
     yield pg
+
+
+@pytest_asyncio.fixture
+async def pool(migrated: str) -> AsyncIterator[AsyncConnectionPool]:
+    """A pool of two connections on the migrated database, open before the test starts."""
+    p = db.pool(migrated, 2)
+    await p.open(wait=True)
+    try:
+        yield p
+    finally:
+        await p.close()

@@ -7,14 +7,12 @@ are pruned."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-import pytest_asyncio
 from psycopg_pool import AsyncConnectionPool
 
-from alarmgw.centre import batch, db, parse, telemetry_daily
+from alarmgw.centre import batch, parse, telemetry_daily
 from alarmgw.centre.config import SitesConfig
 from alarmgw.centre.liveness import LivenessRunner
 from alarmgw.centre.parse import Telemetry
@@ -160,16 +158,6 @@ def test_the_report_charts_the_daily_history_and_falls_back_without_it() -> None
 
 
 # --- through the ingest batch into PostgreSQL ---------------------------------------------------
-
-
-@pytest_asyncio.fixture
-async def pool(migrated: str) -> AsyncIterator[AsyncConnectionPool]:
-    p = db.pool(migrated, 2)
-    await p.open(wait=True)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def ingest(pool: AsyncConnectionPool, batches: list[list[Reading]], received_at: datetime) -> None:

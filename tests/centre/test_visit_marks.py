@@ -6,14 +6,12 @@ batch into a real PostgreSQL, judged by the liveness turn as time moves, to the 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
 import pytest
-import pytest_asyncio
 from psycopg_pool import AsyncConnectionPool
 
-from alarmgw.centre import batch, commands, db, parse
+from alarmgw.centre import batch, commands, parse
 from alarmgw.centre.config import CentreConfig, SitesConfig
 from alarmgw.centre.liveness import LivenessRunner
 from alarmgw.centre.notify import Notifier, Target
@@ -195,16 +193,6 @@ def test_the_marks_are_a_setting_of_the_centre_file() -> None:
 
 
 # --- at the centre, through ingest and the liveness turn -----------------------------------------
-
-
-@pytest_asyncio.fixture
-async def pool(migrated: str) -> AsyncIterator[AsyncConnectionPool]:
-    p = db.pool(migrated, 2)
-    await p.open(wait=True)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def send_assets(
