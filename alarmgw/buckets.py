@@ -4,9 +4,21 @@ No web framework here, so a door that is not HTTP does not load one."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 from collections import OrderedDict
 
 MAX_CLIENTS = 4096  # addresses a rate limit remembers; past it the longest quiet is forgotten
+
+
+def client_key(address: str) -> str:
+    """Whom a rate limit counts: an IPv4 address, or an IPv6 address's /64 (one host's
+    share of a network, which hands out the rest of it freely)."""
+    if ":" not in address:
+        return address
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_network(f"{address.partition('%')[0]}/64", strict=False))
+    return address
 
 
 class TokenBuckets:

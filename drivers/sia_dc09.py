@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import re
 import socket
@@ -37,7 +36,7 @@ from datetime import datetime
 from typing import cast
 
 from alarmgw.backoff import Backoff
-from alarmgw.buckets import TokenBuckets
+from alarmgw.buckets import TokenBuckets, client_key
 from alarmgw.clock import Clock
 from alarmgw.model import Reading
 
@@ -100,15 +99,6 @@ class Limits:
     max_peers: int = 4096  # addresses the rate limit remembers
     window_past_s: float = WINDOW_PAST_S  # how old an event's timestamp may be
     window_future_s: float = WINDOW_FUTURE_S  # and how far ahead of the gateway's clock
-
-
-def peer_key(address: str) -> str:
-    """Whom the limits count: an IPv4 address, or an IPv6 address's /64."""
-    if ":" not in address:
-        return address
-    with contextlib.suppress(ValueError):
-        return str(ipaddress.ip_network(f"{address.partition('%')[0]}/64", strict=False))
-    return address
 
 
 class Supervision:
@@ -435,7 +425,7 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peername = transport.get_extra_info("peername")
-        self.peer = peer_key(str(peername[0]) if peername else "?")
+        self.peer = client_key(str(peername[0]) if peername else "?")
         if not self.rx._opened(self):
             transport.abort()
 
@@ -497,7 +487,7 @@ class _Datagrams(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         rx = self.rx
-        peer = peer_key(str(addr[0]))
+        peer = client_key(str(addr[0]))
         if rx.admit(peer) > 0:
             return
         if len(data) > rx.limits.max_frame:

@@ -7,8 +7,6 @@ headers on every answer. Refusals are logged at most once a minute each, with a 
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import logging
 import math
 from typing import TYPE_CHECKING
@@ -29,6 +27,7 @@ from alarmgw.asgi_guard import (
     replay,
     with_headers,
 )
+from alarmgw.buckets import client_key
 from alarmgw.clock import Clock
 
 if TYPE_CHECKING:
@@ -88,16 +87,6 @@ class Tally:
             log.warning("http %s: %s", what, self.reason)
         else:
             log.warning("http %s: %s (%d like it since the last line)", what, self.reason, held + 1)
-
-
-def client_key(address: str) -> str:
-    """Whom the rate limit counts: an IPv4 address, or an IPv6 address's /64 (one host's
-    share of a network, which hands out the rest of it freely)."""
-    if ":" not in address:
-        return address
-    with contextlib.suppress(ValueError):
-        return str(ipaddress.ip_network(f"{address.partition('%')[0]}/64", strict=False))
-    return address
 
 
 class Guard:
